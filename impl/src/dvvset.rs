@@ -92,7 +92,25 @@ pub struct Dot {
 /// A version vector: the causal history of a key, handed to clients as their context.
 /// Sorted by node id, one entry per node, counters at least 1.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<(NodeId, u64)>")]
 pub struct VersionVector(Vec<(NodeId, u64)>);
+
+impl TryFrom<Vec<(NodeId, u64)>> for VersionVector {
+    type Error = DecodeError;
+
+    fn try_from(pairs: Vec<(NodeId, u64)>) -> Result<Self, DecodeError> {
+        if pairs.len() > MAX_ENTRIES {
+            return Err(DecodeError::Invalid("too many entries"));
+        }
+        if !pairs.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
+            return Err(DecodeError::Invalid("node ids not strictly increasing"));
+        }
+        if pairs.iter().any(|(_, c)| *c == 0 || *c > MAX_COUNTER) {
+            return Err(DecodeError::Invalid("counter out of range"));
+        }
+        Ok(VersionVector(pairs))
+    }
+}
 
 impl VersionVector {
     /// The empty history: the context of a blind write.
@@ -167,28 +185,72 @@ impl VersionVector {
 
     /// Decodes and validates the binary encoding.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let pairs: Vec<(NodeId, u64)> = decode_versioned(bytes)?;
-        if pairs.len() > MAX_ENTRIES {
-            return Err(DecodeError::Invalid("too many entries"));
-        }
-        if !pairs.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
-            return Err(DecodeError::Invalid("node ids not strictly increasing"));
-        }
-        if pairs.iter().any(|(_, c)| *c == 0 || *c > MAX_COUNTER) {
-            return Err(DecodeError::Invalid("counter out of range"));
-        }
-        Ok(VersionVector(pairs))
+        VersionVector::try_from(decode_versioned::<Vec<(NodeId, u64)>>(bytes)?)
     }
 }
 
 /// The per-key version container. See the module documentation for the mechanism.
+///
+/// Deserialising (from disk or a peer, in any serde format) validates the invariants, so a
+/// malformed clock is an error at the edge and never reaches the algebra.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawDvvSet<V>", bound(deserialize = "V: Deserialize<'de>"))]
 pub struct DvvSet<V> {
     /// Sorted by id, unique ids, `values.len() <= counter`.
     entries: Vec<Entry<V>>,
     /// Values without a dot (only from [`DvvSet::new`] before any update); shoal's servers
     /// always dot their values, but the algebra keeps them as the reference library does.
     anonymous: Vec<V>,
+}
+
+/// The unvalidated wire shape of a [`DvvSet`].
+#[derive(Deserialize)]
+struct RawDvvSet<V> {
+    entries: Vec<Entry<V>>,
+    anonymous: Vec<V>,
+}
+
+impl<V> TryFrom<RawDvvSet<V>> for DvvSet<V> {
+    type Error = DecodeError;
+
+    fn try_from(raw: RawDvvSet<V>) -> Result<Self, DecodeError> {
+        let clock = DvvSet {
+            entries: raw.entries,
+            anonymous: raw.anonymous,
+        };
+        clock.validate()?;
+        Ok(clock)
+    }
+}
+
+impl<V> DvvSet<V> {
+    /// Checks the invariants every clock from outside must satisfy.
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(DecodeError::Invalid("too many entries"));
+        }
+        let values: usize =
+            self.entries.iter().map(|e| e.values.len()).sum::<usize>() + self.anonymous.len();
+        if values > MAX_VALUES {
+            return Err(DecodeError::Invalid("too many values"));
+        }
+        if !self
+            .entries
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.id < b.id))
+        {
+            return Err(DecodeError::Invalid("node ids not strictly increasing"));
+        }
+        for e in &self.entries {
+            if e.counter == 0 || e.counter > MAX_COUNTER {
+                return Err(DecodeError::Invalid("counter out of range"));
+            }
+            if e.values.len() as u64 > e.counter {
+                return Err(DecodeError::Invalid("more values than the counter allows"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<V> Default for DvvSet<V> {
@@ -411,34 +473,9 @@ impl<V: Clone + PartialEq + Serialize + DeserializeOwned> DvvSet<V> {
 
     /// Decodes and validates bytes from disk or a peer; never panics on bad input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let clock: DvvSet<V> = decode_versioned(bytes)?;
-        clock.validate()?;
-        Ok(clock)
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        if self.entries.len() > MAX_ENTRIES {
-            return Err(DecodeError::Invalid("too many entries"));
-        }
-        if self.size() > MAX_VALUES {
-            return Err(DecodeError::Invalid("too many values"));
-        }
-        if !self
-            .entries
-            .windows(2)
-            .all(|w| matches!(w, [a, b] if a.id < b.id))
-        {
-            return Err(DecodeError::Invalid("node ids not strictly increasing"));
-        }
-        for e in &self.entries {
-            if e.counter == 0 || e.counter > MAX_COUNTER {
-                return Err(DecodeError::Invalid("counter out of range"));
-            }
-            if e.values.len() as u64 > e.counter {
-                return Err(DecodeError::Invalid("more values than the counter allows"));
-            }
-        }
-        Ok(())
+        // Decode the raw shape, then validate, so the caller gets the typed reason (serde
+        // would flatten it into a string).
+        DvvSet::try_from(decode_versioned::<RawDvvSet<V>>(bytes)?)
     }
 }
 
@@ -506,14 +543,15 @@ fn merge_entry<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
     } else {
         (y, x)
     };
-    let big_floor = big.counter - big.values.len() as u64;
-    let small_floor = small.counter - small.values.len() as u64;
+    // Validated clocks hold at most `counter` values; saturate rather than trust that.
+    let big_floor = big.counter.saturating_sub(big.values.len() as u64);
+    let small_floor = small.counter.saturating_sub(small.values.len() as u64);
     if big_floor >= small_floor {
         big.clone()
     } else {
         // Keep the values with dots above the small side's floor: it has either not seen
         // them or still holds them.
-        let keep = (big.counter - small_floor) as usize;
+        let keep = big.counter.saturating_sub(small_floor) as usize;
         Entry {
             id: big.id,
             counter: big.counter,

@@ -7,8 +7,10 @@
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod core;
 pub mod dvvset;
 pub mod node_id;
+pub mod protocol;
 pub mod ring;
 pub mod value;
 

@@ -1,0 +1,385 @@
+//! The protocol core: a deterministic state machine with no I/O.
+//!
+//! The rule, as in quinn-proto: inputs are the `handle_*` methods, each told the current time
+//! `now` explicitly; outputs are drained with [`Core::poll_effect`] (messages to send, replies
+//! to clients, writes to make durable) and [`Core::poll_timeout`] (when to call
+//! [`Core::handle_timeout`] next). The core never touches a socket, a clock, a random number
+//! or the disk's write path; it reads stored clocks through the [`Store`] trait, and a write
+//! happens only when the shell executes an [`Effect::Persist`] and reports back with
+//! [`Core::handle_persisted`].
+//!
+//! **Persist before you acknowledge** (raft-rs's rule for `Ready`): a replica's acknowledgement,
+//! and any message carrying a clock the node just wrote, is emitted only after the shell
+//! reported that write durable. A coordinator therefore persists its new version before it
+//! replicates it, so a dot never leaves a node that could forget it in a crash (and reuse it).
+//!
+//! The mechanisms live one per module, named as in the Dynamo paper: [`coordinator`] (quorum
+//! puts and gets, forwarding), [`replica`] (storing and serving a key's clock) and
+//! [`read_repair`].
+
+pub mod coordinator;
+pub mod read_repair;
+pub mod replica;
+
+use crate::node_id::NodeId;
+use crate::protocol::{ClientOp, ClientReply, Clock, PeerMessage, RequestId};
+use crate::ring::Ring;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+/// Time as the core sees it: a duration since an arbitrary epoch chosen by the shell (a
+/// simulation can start at zero).
+pub type Time = Duration;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Identifies a client request inside the shell that submitted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// Identifies a write the core asked the shell to make durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersistId(pub u64);
+
+/// Cluster settings the core needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Replicas per key.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// How long a request waits for its quorum before answering "unavailable".
+    pub request_timeout: Duration,
+    /// Whether gets repair stale replicas they read.
+    pub read_repair: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            n: 3,
+            r: 2,
+            w: 2,
+            request_timeout: Duration::from_secs(2),
+            read_repair: true,
+        }
+    }
+}
+
+/// Why the core could not read a stored clock.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The storage engine failed.
+    #[error("storage read failed: {0}")]
+    Io(String),
+    /// Stored bytes did not decode: disk corruption or a foreign file.
+    #[error("stored clock is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Read access to durable clocks; the shell implements it over fjall.
+pub trait Store {
+    /// The durable clock stored under `storage_key`, if any.
+    fn load(&self, storage_key: &[u8]) -> Result<Option<Clock>, StoreError>;
+}
+
+/// The storage key of `key` in `partition`: the partition as two big-endian bytes, then the
+/// key, so that a partition is one contiguous range (handoff and anti-entropy scan it).
+pub fn storage_key(partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + key.len());
+    out.extend_from_slice(&(partition as u16).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Something the shell must do on the core's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send `msg` to peer `to` (never to this node itself).
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: PeerMessage,
+    },
+    /// Answer client request `client`.
+    Reply {
+        /// The request.
+        client: ClientId,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Make `clock` durable under `key`, then call [`Core::handle_persisted`] with `id`.
+    /// Writes may be grouped into one commit; completions must be reported in any order
+    /// only after the data is durable per the configured mode.
+    Persist {
+        /// Completion token.
+        id: PersistId,
+        /// Storage key (see [`storage_key`]).
+        key: Vec<u8>,
+        /// The full clock to store (it replaces what is there).
+        clock: Clock,
+    },
+}
+
+/// Counters the shell exports as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Replica answers (acks and read replies) received by coordinators here.
+    pub replica_responses: u64,
+    /// Repair messages sent by read repair.
+    pub read_repairs: u64,
+    /// Writes forwarded to a node in the key's preference list.
+    pub forwarded: u64,
+    /// Peer messages ignored because they were invalid (e.g. an oversized key).
+    pub rejected_messages: u64,
+    /// Requests that timed out before reaching their quorum.
+    pub timeouts: u64,
+}
+
+/// Who waits for a coordinated request's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Waiter {
+    /// A client of this node.
+    Client(ClientId),
+    /// A node that forwarded the request here.
+    Forwarded { from: NodeId, req: RequestId },
+}
+
+/// What to do once a persist completes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AfterPersist {
+    /// The coordinator's own copy of a put is durable: count it and replicate.
+    CoordinatorPut(RequestId),
+    /// A replicated copy is durable: acknowledge to the coordinator.
+    ReplicaAck { to: NodeId, req: RequestId },
+    /// Nothing waits (read repair).
+    Nothing,
+}
+
+/// A node's protocol state. `S` reads durable clocks.
+pub struct Core<S> {
+    id: NodeId,
+    ring: Ring,
+    config: CoreConfig,
+    store: S,
+    /// Clocks written but not yet reported durable, with the number of pending persists: reads
+    /// and read-modify-writes must see them before the disk does.
+    unsynced: HashMap<Vec<u8>, (Clock, u32)>,
+    persists: HashMap<PersistId, (Vec<u8>, AfterPersist)>,
+    requests: HashMap<RequestId, coordinator::Request>,
+    timers: BTreeSet<(Time, RequestId)>,
+    effects: VecDeque<Effect>,
+    next_request: RequestId,
+    next_persist: u64,
+    stats: Stats,
+}
+
+impl<S: Store> Core<S> {
+    /// A core for node `id` holding `ring`, reading durable clocks from `store`.
+    pub fn new(id: NodeId, ring: Ring, config: CoreConfig, store: S) -> Self {
+        Core {
+            id,
+            ring,
+            config,
+            store,
+            unsynced: HashMap::new(),
+            persists: HashMap::new(),
+            requests: HashMap::new(),
+            timers: BTreeSet::new(),
+            effects: VecDeque::new(),
+            next_request: 1,
+            next_persist: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The ring this node places keys with.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The cluster settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Requests still in flight (coordinated here or forwarded from here).
+    pub fn in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The store the core reads from (the shell writes to it).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Input: a client request. The answer comes out as an [`Effect::Reply`].
+    pub fn handle_client(&mut self, now: Time, client: ClientId, op: ClientOp) {
+        self.coordinate(now, Waiter::Client(client), op);
+    }
+
+    /// Input: a message from peer `from`.
+    pub fn handle_peer(&mut self, now: Time, from: NodeId, msg: PeerMessage) {
+        if from == self.id || !self.ring.contains(from) {
+            self.stats.rejected_messages += 1;
+            return;
+        }
+        match msg {
+            PeerMessage::Replicate { req, key, clock } => {
+                if self.valid_key(&key) {
+                    self.on_replicate(from, req, key, clock);
+                }
+            }
+            PeerMessage::Repair { key, clock } => {
+                if self.valid_key(&key) {
+                    self.on_repair(key, clock);
+                }
+            }
+            PeerMessage::Read { req, key } => {
+                if self.valid_key(&key) {
+                    self.on_read(from, req, key);
+                }
+            }
+            PeerMessage::ReplicateAck { req } => self.on_replicate_ack(from, req),
+            PeerMessage::ReadReply { req, clock } => self.on_read_reply(now, from, req, clock),
+            PeerMessage::Forward { req, op } => {
+                if self.valid_key(op.key()) {
+                    self.coordinate(now, Waiter::Forwarded { from, req }, op);
+                }
+            }
+            PeerMessage::ForwardReply { req, reply } => self.on_forward_reply(req, reply),
+        }
+    }
+
+    /// Input: the writes named by `ids` are durable.
+    pub fn handle_persisted(&mut self, now: Time, ids: impl IntoIterator<Item = PersistId>) {
+        for id in ids {
+            let Some((key, after)) = self.persists.remove(&id) else {
+                continue;
+            };
+            if let Some((_, pending)) = self.unsynced.get_mut(&key) {
+                *pending -= 1;
+                if *pending == 0 {
+                    self.unsynced.remove(&key);
+                }
+            }
+            match after {
+                AfterPersist::CoordinatorPut(req) => self.on_local_put_durable(now, req),
+                AfterPersist::ReplicaAck { to, req } => {
+                    self.send(to, PeerMessage::ReplicateAck { req })
+                }
+                AfterPersist::Nothing => {}
+            }
+        }
+    }
+
+    /// Input: time has reached `now`; requests past their deadline give up.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(at, req)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.on_deadline(req);
+        }
+    }
+
+    /// Output: the next thing the shell must do, if any.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Output: when [`Core::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    fn valid_key(&mut self, key: &[u8]) -> bool {
+        let ok = !key.is_empty() && key.len() <= MAX_KEY_LEN;
+        if !ok {
+            self.stats.rejected_messages += 1;
+        }
+        ok
+    }
+
+    fn storage_key(&self, key: &[u8]) -> Vec<u8> {
+        storage_key(self.ring.partition_of(key), key)
+    }
+
+    /// The newest clock for a storage key: an unsynced write, else the durable one.
+    fn load(&self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        match self.unsynced.get(skey) {
+            Some((clock, _)) => Ok(Some(clock.clone())),
+            None => self.store.load(skey),
+        }
+    }
+
+    fn persist(&mut self, skey: Vec<u8>, clock: Clock, after: AfterPersist) {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        let slot = self
+            .unsynced
+            .entry(skey.clone())
+            .or_insert_with(|| (clock.clone(), 0));
+        slot.0 = clock.clone();
+        slot.1 += 1;
+        self.persists.insert(id, (skey.clone(), after));
+        self.effects.push_back(Effect::Persist {
+            id,
+            key: skey,
+            clock,
+        });
+    }
+
+    fn send(&mut self, to: NodeId, msg: PeerMessage) {
+        self.effects.push_back(Effect::Send { to, msg });
+    }
+
+    fn answer(&mut self, waiter: Waiter, reply: ClientReply) {
+        match waiter {
+            Waiter::Client(client) => self.effects.push_back(Effect::Reply { client, reply }),
+            Waiter::Forwarded { from, req } => {
+                self.send(from, PeerMessage::ForwardReply { req, reply })
+            }
+        }
+    }
+
+    fn new_request(&mut self, now: Time, waiter: Waiter, kind: coordinator::Kind) -> RequestId {
+        let req = self.next_request;
+        self.next_request += 1;
+        let deadline = now + self.config.request_timeout;
+        self.timers.insert((deadline, req));
+        self.requests.insert(
+            req,
+            coordinator::Request {
+                waiter,
+                deadline,
+                kind,
+            },
+        );
+        req
+    }
+
+    fn finish(&mut self, req: RequestId) -> Option<coordinator::Request> {
+        let r = self.requests.remove(&req)?;
+        self.timers.remove(&(r.deadline, req));
+        Some(r)
+    }
+}
+
+#[cfg(test)]
+mod tests;

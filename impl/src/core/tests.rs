@@ -1,0 +1,388 @@
+//! A simulated cluster of cores in one thread: messages are queued and delivered by the test,
+//! persists complete when the test says so, and time only moves when the test moves it.
+
+use super::*;
+use crate::dvvset::VersionVector;
+use crate::ring::NodeSpec;
+use crate::value::Value;
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// In-memory durable storage shared between a node's core and the test.
+#[derive(Clone, Default)]
+struct MemStore(Rc<RefCell<BTreeMap<Vec<u8>, Clock>>>);
+
+impl Store for MemStore {
+    fn load(&self, key: &[u8]) -> Result<Option<Clock>, StoreError> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+}
+
+struct Sim {
+    nodes: BTreeMap<NodeId, (Core<MemStore>, MemStore)>,
+    /// Messages in flight: (from, to, msg).
+    network: Vec<(NodeId, NodeId, PeerMessage)>,
+    /// Persists requested but not yet durable, per node.
+    pending: Vec<(NodeId, PersistId, Vec<u8>, Clock)>,
+    replies: BTreeMap<ClientId, ClientReply>,
+    now: Time,
+}
+
+impl Sim {
+    fn new(nodes: u64, config: CoreConfig) -> Sim {
+        let ring = Ring::new(16, (1..=nodes).map(NodeSpec::new).collect()).expect("ring");
+        let nodes = (1..=nodes)
+            .map(|i| {
+                let store = MemStore::default();
+                let core = Core::new(NodeId(i), ring.clone(), config.clone(), store.clone());
+                (NodeId(i), (core, store))
+            })
+            .collect();
+        Sim {
+            nodes,
+            network: Vec::new(),
+            pending: Vec::new(),
+            replies: BTreeMap::new(),
+            now: Duration::ZERO,
+        }
+    }
+
+    fn core(&mut self, id: u64) -> &mut Core<MemStore> {
+        &mut self.nodes.get_mut(&NodeId(id)).expect("node").0
+    }
+
+    /// Collects every node's effects into the network, the pending persists and the replies.
+    fn drain(&mut self) {
+        for (id, (core, _)) in self.nodes.iter_mut() {
+            while let Some(e) = core.poll_effect() {
+                match e {
+                    Effect::Send { to, msg } => self.network.push((*id, to, msg)),
+                    Effect::Reply { client, reply } => {
+                        self.replies.insert(client, reply);
+                    }
+                    Effect::Persist { id: p, key, clock } => {
+                        self.pending.push((*id, p, key, clock))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes every pending write durable.
+    fn sync_disks(&mut self) {
+        self.drain();
+        for (node, p, key, clock) in std::mem::take(&mut self.pending) {
+            let now = self.now;
+            let (core, store) = self.nodes.get_mut(&node).expect("node");
+            store.0.borrow_mut().insert(key, clock);
+            core.handle_persisted(now, [p]);
+        }
+        self.drain();
+    }
+
+    /// Delivers messages and completes writes until nothing moves, dropping messages to or
+    /// from the nodes in `down`.
+    fn run(&mut self, down: &[u64]) {
+        loop {
+            self.sync_disks();
+            if self.network.is_empty() {
+                return;
+            }
+            for (from, to, msg) in std::mem::take(&mut self.network) {
+                if down.contains(&from.0) || down.contains(&to.0) {
+                    continue;
+                }
+                let now = self.now;
+                self.nodes
+                    .get_mut(&to)
+                    .expect("node")
+                    .0
+                    .handle_peer(now, from, msg);
+            }
+        }
+    }
+
+    fn client(&mut self, node: u64, client: u64, op: ClientOp) {
+        let now = self.now;
+        self.core(node).handle_client(now, ClientId(client), op);
+        self.drain();
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for (core, _) in self.nodes.values_mut() {
+            core.handle_timeout(now);
+        }
+        self.drain();
+    }
+}
+
+fn put(key: &str, value: &str, context: VersionVector) -> ClientOp {
+    ClientOp::Put {
+        key: Bytes::from(key.to_string()),
+        value: Value::Data(Bytes::from(value.to_string())),
+        context,
+        w: None,
+    }
+}
+
+fn get(key: &str) -> ClientOp {
+    ClientOp::Get {
+        key: Bytes::from(key.to_string()),
+        r: None,
+    }
+}
+
+fn found(reply: Option<&ClientReply>) -> (Vec<String>, VersionVector) {
+    match reply {
+        Some(ClientReply::Found { values, context }) => {
+            let mut v: Vec<String> = values
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            v.sort();
+            (v, context.clone())
+        }
+        other => panic!("expected Found, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_put_through_one_node_is_read_through_every_node() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v1", VersionVector::new()));
+    sim.run(&[]);
+    assert!(matches!(
+        sim.replies.get(&ClientId(1)),
+        Some(ClientReply::Stored { .. })
+    ));
+    for node in 1..=3 {
+        sim.client(node, 10 + node, get("k"));
+        sim.run(&[]);
+        assert_eq!(found(sim.replies.get(&ClientId(10 + node))).0, vec!["v1"]);
+    }
+}
+
+#[test]
+fn concurrent_blind_writes_become_siblings_and_a_merged_write_resolves_them() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "a", VersionVector::new()));
+    sim.client(2, 2, put("k", "b", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(3, 3, get("k"));
+    sim.run(&[]);
+    let (values, context) = found(sim.replies.get(&ClientId(3)));
+    assert_eq!(values, vec!["a", "b"]);
+    sim.client(3, 4, put("k", "merged", context));
+    sim.run(&[]);
+    sim.client(1, 5, get("k"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(5))).0, vec!["merged"]);
+}
+
+#[test]
+fn two_writes_with_one_context_through_one_coordinator_both_survive() {
+    // Dynamo's per-coordinator clocks lose one of these; DVVSets keep both.
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v0", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(1, 2, get("k"));
+    sim.run(&[]);
+    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    sim.client(1, 3, put("k", "x", ctx.clone()));
+    sim.client(1, 4, put("k", "y", ctx));
+    sim.run(&[]);
+    sim.client(2, 5, get("k"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(5))).0, vec!["x", "y"]);
+}
+
+#[test]
+fn nothing_is_sent_or_acknowledged_before_the_write_is_durable() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    // The coordinator asked for a persist and did nothing else.
+    assert!(sim.network.is_empty());
+    assert_eq!(sim.pending.len(), 1);
+    sim.sync_disks();
+    // Now it replicates to the two other replicas.
+    assert_eq!(sim.network.len(), 2);
+    let msgs = std::mem::take(&mut sim.network);
+    for (from, to, msg) in msgs {
+        let now = sim.now;
+        sim.nodes
+            .get_mut(&to)
+            .expect("node")
+            .0
+            .handle_peer(now, from, msg);
+    }
+    sim.drain();
+    // Replicas persist first; no ack leaves before that.
+    assert!(sim.network.is_empty());
+    assert!(sim.replies.is_empty());
+    sim.run(&[]);
+    assert!(matches!(
+        sim.replies.get(&ClientId(1)),
+        Some(ClientReply::Stored { .. })
+    ));
+}
+
+#[test]
+fn without_a_quorum_requests_answer_unavailable_at_the_deadline() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.client(1, 2, get("k"));
+    sim.run(&[2, 3]);
+    assert!(sim.replies.is_empty());
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(
+        sim.replies.get(&ClientId(1)),
+        Some(&ClientReply::Unavailable {
+            required: 2,
+            answered: 1
+        })
+    );
+    assert_eq!(
+        sim.replies.get(&ClientId(2)),
+        Some(&ClientReply::Unavailable {
+            required: 2,
+            answered: 1
+        })
+    );
+    assert_eq!(sim.core(1).in_flight(), 0);
+    assert_eq!(sim.core(1).poll_timeout(), None);
+}
+
+#[test]
+fn out_of_range_quorums_are_refused_and_change_nothing() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(
+        1,
+        1,
+        ClientOp::Get {
+            key: Bytes::from_static(b"k"),
+            r: Some(4),
+        },
+    );
+    sim.client(
+        1,
+        2,
+        ClientOp::Put {
+            key: Bytes::from_static(b"k"),
+            value: Value::Data(Bytes::from_static(b"v")),
+            context: VersionVector::new(),
+            w: Some(0),
+        },
+    );
+    assert!(matches!(
+        sim.replies.get(&ClientId(1)),
+        Some(ClientReply::Invalid(_))
+    ));
+    assert!(matches!(
+        sim.replies.get(&ClientId(2)),
+        Some(ClientReply::Invalid(_))
+    ));
+    assert!(sim.pending.is_empty() && sim.network.is_empty());
+}
+
+#[test]
+fn read_repair_brings_a_replica_that_missed_a_write_up_to_date() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[3]);
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    assert!(sim.nodes[&NodeId(3)].1.load(&skey).expect("load").is_none());
+    sim.client(1, 2, get("k"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(2))).0, vec!["v"]);
+    let repaired = sim.nodes[&NodeId(3)]
+        .1
+        .load(&skey)
+        .expect("load")
+        .expect("repaired");
+    assert_eq!(repaired.size(), 1);
+    assert!(sim.core(1).stats().read_repairs >= 1);
+}
+
+#[test]
+fn a_node_outside_the_preference_list_forwards_writes() {
+    let config = CoreConfig {
+        n: 1,
+        r: 1,
+        w: 1,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    let ring = sim.core(1).ring().clone();
+    let owner = ring.preference_list(ring.partition_of(b"k"), 1)[0];
+    let other = (1..=3).find(|i| NodeId(*i) != owner).expect("another node");
+    sim.client(other, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    assert!(matches!(
+        sim.replies.get(&ClientId(1)),
+        Some(ClientReply::Stored { .. })
+    ));
+    assert_eq!(sim.core(other).stats().forwarded, 1);
+    sim.client(other, 2, get("k"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(2))).0, vec!["v"]);
+}
+
+#[test]
+fn deletes_hide_values_but_a_later_blind_put_shows() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(2, 2, get("k"));
+    sim.run(&[]);
+    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    sim.client(
+        2,
+        3,
+        ClientOp::Put {
+            key: Bytes::from_static(b"k"),
+            value: Value::Tombstone,
+            context: ctx,
+            w: None,
+        },
+    );
+    sim.run(&[]);
+    sim.client(3, 4, get("k"));
+    sim.run(&[]);
+    let (values, ctx) = found(sim.replies.get(&ClientId(4)));
+    assert!(values.is_empty());
+    assert!(!ctx.is_empty(), "a deleted key keeps its history");
+    sim.client(3, 5, put("k", "again", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(1, 6, get("k"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(6))).0, vec!["again"]);
+}
+
+#[test]
+fn messages_from_strangers_and_oversized_keys_are_ignored() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    let now = sim.now;
+    sim.core(1).handle_peer(
+        now,
+        NodeId(99),
+        PeerMessage::Read {
+            req: 1,
+            key: Bytes::from_static(b"k"),
+        },
+    );
+    sim.core(1).handle_peer(
+        now,
+        NodeId(2),
+        PeerMessage::Read {
+            req: 1,
+            key: Bytes::from(vec![0; MAX_KEY_LEN + 1]),
+        },
+    );
+    sim.drain();
+    assert!(sim.network.is_empty());
+    assert_eq!(sim.core(1).stats().rejected_messages, 2);
+}

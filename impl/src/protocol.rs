@@ -1,0 +1,133 @@
+//! Messages between nodes and between the client API and the core.
+//!
+//! Peer messages travel as postcard inside length-prefixed frames (see [`crate::transport`]);
+//! every clock and context in them is validated while it is decoded, so a malformed message is
+//! refused at the edge.
+
+use crate::dvvset::{DvvSet, VersionVector};
+use crate::value::Value;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Version of the peer protocol, exchanged in the handshake; peers must agree exactly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A key's versions as stored and replicated.
+pub type Clock = DvvSet<Value>;
+
+/// Identifies a request within the node that coordinates it; replies echo it.
+pub type RequestId = u64;
+
+/// What a client asked for, after the HTTP layer parsed and validated it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientOp {
+    /// Read a key, waiting for `r` replicas (cluster default when `None`).
+    Get {
+        /// The key.
+        key: Bytes,
+        /// Read quorum for this request.
+        r: Option<usize>,
+    },
+    /// Write `value` (a tombstone for a delete), superseding what `context` covers.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// New content; [`Value::Tombstone`] deletes.
+        value: Value,
+        /// What the client had read; empty for a blind write.
+        context: VersionVector,
+        /// Write quorum for this request.
+        w: Option<usize>,
+    },
+}
+
+impl ClientOp {
+    /// The key the operation is about.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            ClientOp::Get { key, .. } | ClientOp::Put { key, .. } => key,
+        }
+    }
+}
+
+/// The outcome of a client operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientReply {
+    /// A read's merged answer: the live values (empty: absent or deleted) and the context.
+    Found {
+        /// Siblings, tombstones removed.
+        values: Vec<Bytes>,
+        /// Causal history of everything read (covers tombstones too).
+        context: VersionVector,
+    },
+    /// A write reached `W` replicas durably.
+    Stored {
+        /// A context that covers the new value and only what the client had seen.
+        context: VersionVector,
+        /// How many values (siblings, tombstones included) the key holds after the write.
+        siblings: usize,
+    },
+    /// Fewer than the required replicas answered in time. A write may still be stored.
+    Unavailable {
+        /// Replicas required (`R` or `W`).
+        required: usize,
+        /// Replicas that answered.
+        answered: usize,
+    },
+    /// The request was refused before any replica was involved.
+    Invalid(String),
+}
+
+/// Messages between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Coordinator → replica: merge this clock into yours and acknowledge once durable.
+    Replicate {
+        /// The coordinator's request.
+        req: RequestId,
+        /// The key.
+        key: Bytes,
+        /// The coordinator's new clock for the key.
+        clock: Clock,
+    },
+    /// Replica → coordinator: the replicated clock is durable here.
+    ReplicateAck {
+        /// The coordinator's request.
+        req: RequestId,
+    },
+    /// Coordinator → replica: send me your clock for `key`.
+    Read {
+        /// The coordinator's request.
+        req: RequestId,
+        /// The key.
+        key: Bytes,
+    },
+    /// Replica → coordinator: my clock for the key (`None`: never written here).
+    ReadReply {
+        /// The coordinator's request.
+        req: RequestId,
+        /// The replica's clock.
+        clock: Option<Clock>,
+    },
+    /// Read repair: merge this clock into yours (no answer).
+    Repair {
+        /// The key.
+        key: Bytes,
+        /// The merged clock the coordinator read.
+        clock: Clock,
+    },
+    /// A node outside a key's preference list hands a write to a node in it.
+    Forward {
+        /// The forwarding node's request.
+        req: RequestId,
+        /// The client's operation.
+        op: ClientOp,
+    },
+    /// The answer to a [`PeerMessage::Forward`].
+    ForwardReply {
+        /// The forwarding node's request.
+        req: RequestId,
+        /// The outcome.
+        reply: ClientReply,
+    },
+}
