@@ -7,11 +7,17 @@
 #![deny(unsafe_code, missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod config;
 pub mod core;
 pub mod dvvset;
+pub mod http;
+pub mod metrics;
+pub mod node;
 pub mod node_id;
 pub mod protocol;
 pub mod ring;
+pub mod storage;
+pub mod transport;
 pub mod value;
 
 pub use dvvset::{Dot, DvvSet, VersionVector};

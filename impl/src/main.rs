@@ -14,14 +14,38 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run one node.
+    Serve(cli::serve::ServeArgs),
+    /// Run a local cluster of real node processes (the quick start).
+    Dev(cli::dev::DevArgs),
+    /// Read a key from any node; shows every sibling and the context.
+    Get(cli::client_cmd::KeyArgs),
+    /// Write a key with the context read first (or given), so the write supersedes it.
+    Put(cli::client_cmd::PutArgs),
+    /// Delete a key with the context read first (or given).
+    Delete(cli::client_cmd::DeleteArgs),
+    /// Drive a cluster over HTTP and print throughput and latency percentiles.
+    Bench(cli::bench::BenchArgs),
+    /// Serve the client API from memory, unreplicated: a baseline for `shoal bench`.
+    Baseline(cli::baseline::BaselineArgs),
     /// Print a ring assignment and its load balance for given nodes, zones, Q and N.
     Ring(cli::ring_cmd::RingArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Ring(args) => print!("{}", cli::ring_cmd::run(&args)?),
+        Command::Serve(args) => cli::serve::run(args).await,
+        Command::Dev(args) => cli::dev::run(args).await,
+        Command::Get(args) => cli::client_cmd::get(args).await,
+        Command::Put(args) => cli::client_cmd::put(args).await,
+        Command::Delete(args) => cli::client_cmd::delete(args).await,
+        Command::Bench(args) => cli::bench::run(args).await,
+        Command::Baseline(args) => cli::baseline::run(args).await,
+        Command::Ring(args) => {
+            print!("{}", cli::ring_cmd::run(&args)?);
+            Ok(())
+        }
     }
-    Ok(())
 }

@@ -1,0 +1,192 @@
+//! `shoal dev`: a local cluster of real node processes on 127.0.0.1, the quick start.
+//!
+//! Each node gets `DATA/nI/node.toml` and its fjall data beside it, so a second start reuses
+//! the data. Ctrl-C (or SIGTERM) stops every node with SIGTERM and waits for it.
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use shoal::config::{Durability, Member, NodeConfig};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// Arguments of `shoal dev`.
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// How many nodes to run.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Where the nodes keep their data (reused on the next start).
+    #[arg(long, default_value = "shoal-data")]
+    pub data: PathBuf,
+    /// HTTP port of node 1; node I listens on this + I − 1.
+    #[arg(long, default_value_t = 8701)]
+    pub http_port: u16,
+    /// Peer port of node 1; node I listens on this + I − 1.
+    #[arg(long, default_value_t = 9701)]
+    pub peer_port: u16,
+    /// Replicas per key (default: min(3, nodes)).
+    #[arg(short = 'n', long)]
+    pub replicas: Option<usize>,
+    /// Read quorum (default: a majority of N).
+    #[arg(short = 'r', long)]
+    pub read_quorum: Option<usize>,
+    /// Write quorum (default: a majority of N).
+    #[arg(short = 'w', long)]
+    pub write_quorum: Option<usize>,
+    /// Partitions Q.
+    #[arg(long, default_value_t = 64)]
+    pub partitions: u32,
+    /// `sync` (default) or `buffered` (acknowledge before fsync; weaker).
+    #[arg(long, default_value = "sync")]
+    pub durability: String,
+}
+
+/// Runs the cluster until interrupted.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    let n = args.replicas.unwrap_or(args.nodes.min(3) as usize);
+    let majority = n / 2 + 1;
+    let durability = match args.durability.as_str() {
+        "sync" => Durability::Sync,
+        "buffered" => Durability::Buffered,
+        other => anyhow::bail!("--durability must be sync or buffered, not {other:?}"),
+    };
+    let port = |base: u16, i: u64| -> anyhow::Result<SocketAddr> {
+        let p = u16::try_from(u64::from(base) + i - 1).context("port out of range")?;
+        Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+    };
+    let members = (1..=args.nodes)
+        .map(|i| {
+            Ok(Member {
+                id: i,
+                peer: port(args.peer_port, i)?,
+                http: port(args.http_port, i)?,
+                zone: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    let mut children: Vec<(u64, Child)> = Vec::new();
+    for m in &members {
+        let dir = args.data.join(format!("n{}", m.id));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let config = NodeConfig {
+            id: m.id,
+            http: m.http,
+            peer: m.peer,
+            data_dir: dir.join("db"),
+            partitions: args.partitions,
+            n,
+            r: args.read_quorum.unwrap_or(majority),
+            w: args.write_quorum.unwrap_or(majority),
+            durability,
+            request_timeout_ms: 2000,
+            max_value_bytes: 1 << 20,
+            nodes: members.clone(),
+        };
+        config.validate()?;
+        let path = dir.join("node.toml");
+        std::fs::write(&path, toml::to_string_pretty(&config)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))?;
+        let child = Command::new(&exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start node {}", m.id))?;
+        children.push((m.id, child));
+    }
+    let ready = wait_ready(&members).await;
+    if let Err(e) = ready {
+        stop(&mut children).await;
+        return Err(e);
+    }
+    println!(
+        "shoal dev: {} nodes, N={n}, data in {}",
+        args.nodes,
+        args.data.display()
+    );
+    for m in &members {
+        println!(
+            "  node {}: http://{}  (log: {}/n{}/node.log)",
+            m.id,
+            m.http,
+            args.data.display(),
+            m.id
+        );
+    }
+    if let Some(first) = members.first() {
+        println!(
+            "try:  curl -i -X PUT --data hello http://{0}/kv/greeting && curl -i http://{0}/kv/greeting",
+            first.http
+        );
+    }
+    println!("Ctrl-C stops the cluster.");
+    tokio::select! {
+        _ = super::serve::shutdown_signal() => {}
+        exited = wait_any(&mut children) => {
+            eprintln!("shoal dev: node {} exited; stopping the cluster", exited);
+        }
+    }
+    stop(&mut children).await;
+    println!("shoal dev: stopped");
+    Ok(())
+}
+
+async fn wait_ready(members: &[Member]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for m in members {
+        loop {
+            if tokio::net::TcpStream::connect(m.http).await.is_ok() {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "node {} did not start listening on {} within 20 s (see its node.log)",
+                m.id,
+                m.http
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_any(children: &mut [(u64, Child)]) -> u64 {
+    loop {
+        for (id, child) in children.iter_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return *id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM to every node, then wait (SIGKILL after 10 s).
+async fn stop(children: &mut [(u64, Child)]) {
+    for (_, child) in children.iter() {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for (_, child) in children.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Node configuration: a TOML file, with command-line overrides applied by `shoal serve`.
+//!
+//! ```toml
+//! id = 1
+//! http = "127.0.0.1:8701"
+//! peer = "127.0.0.1:9701"
+//! data_dir = "shoal-data/n1"
+//! partitions = 64
+//! n = 3
+//! r = 2
+//! w = 2
+//! durability = "sync"        # or "buffered": acknowledge before fsync (weaker, see docs)
+//! request_timeout_ms = 2000
+//! max_value_bytes = 1048576
+//!
+//! [[nodes]]
+//! id = 1
+//! peer = "127.0.0.1:9701"
+//! http = "127.0.0.1:8701"
+//! zone = "a"                  # optional
+//! ```
+
+use crate::core::CoreConfig;
+use crate::node_id::NodeId;
+use crate::ring::{NodeSpec, Ring, RingError};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// When a replica may acknowledge a write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After `fdatasync` of the journal (group commit: writes that arrive together share one).
+    #[default]
+    Sync,
+    /// After the write reached the operating system's buffers, before fsync: survives a crash
+    /// of the process, not of the machine. An explicit, weaker option; never the default.
+    Buffered,
+}
+
+/// A member of the static cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its node id.
+    pub id: u64,
+    /// Its peer (node-to-node) address.
+    pub peer: SocketAddr,
+    /// Its client HTTP address, reported by `/admin/nodes`.
+    pub http: SocketAddr,
+    /// Optional zone for placement.
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+fn default_partitions() -> u32 {
+    64
+}
+fn default_n() -> usize {
+    3
+}
+fn default_quorum() -> usize {
+    2
+}
+fn default_timeout() -> u64 {
+    2000
+}
+fn default_max_value() -> usize {
+    1 << 20
+}
+
+/// Everything one node needs to start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// This node's id; must appear in `nodes`.
+    pub id: u64,
+    /// Where the client HTTP API listens.
+    pub http: SocketAddr,
+    /// Where peers connect.
+    pub peer: SocketAddr,
+    /// Where fjall keeps this node's data.
+    pub data_dir: PathBuf,
+    /// Partition count `Q` (a power of two, the same on every node).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Replicas per key.
+    #[serde(default = "default_n")]
+    pub n: usize,
+    /// Default read quorum.
+    #[serde(default = "default_quorum")]
+    pub r: usize,
+    /// Default write quorum.
+    #[serde(default = "default_quorum")]
+    pub w: usize,
+    /// When replicas acknowledge writes.
+    #[serde(default)]
+    pub durability: Durability,
+    /// How long a request waits for its quorum.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_ms: u64,
+    /// Largest value accepted, in bytes (larger: 413).
+    #[serde(default = "default_max_value")]
+    pub max_value_bytes: usize,
+    /// The static membership.
+    pub nodes: Vec<Member>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for a node configuration.
+    #[error("invalid configuration {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The membership does not form a ring.
+    #[error("invalid ring: {0}")]
+    Ring(#[from] RingError),
+}
+
+impl NodeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the settings against each other and builds the ring.
+    pub fn validate(&self) -> Result<Ring, ConfigError> {
+        if !self.nodes.iter().any(|m| m.id == self.id) {
+            return Err(ConfigError::Invalid(format!(
+                "node id {} is not among the configured nodes",
+                self.id
+            )));
+        }
+        if self.n == 0 || self.n > self.nodes.len() {
+            return Err(ConfigError::Invalid(format!(
+                "n = {} must be between 1 and the number of nodes ({})",
+                self.n,
+                self.nodes.len()
+            )));
+        }
+        for (name, q) in [("r", self.r), ("w", self.w)] {
+            if q == 0 || q > self.n {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {q} must be between 1 and n = {}",
+                    self.n
+                )));
+            }
+        }
+        let specs = self
+            .nodes
+            .iter()
+            .map(|m| NodeSpec {
+                id: NodeId(m.id),
+                zone: m.zone.clone(),
+                weight: 1,
+            })
+            .collect();
+        Ok(Ring::new(self.partitions, specs)?)
+    }
+
+    /// The core's share of the settings.
+    pub fn core_config(&self) -> CoreConfig {
+        CoreConfig {
+            n: self.n,
+            r: self.r,
+            w: self.w,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            read_repair: true,
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The client HTTP API, exactly as DESIGN.md's contract: `GET/PUT/DELETE /kv/{key}` with
+//! `X-Shoal-Context`, siblings as `300 multipart/mixed` (or JSON), per-request `?r=`/`?w=`,
+//! `503` with how many replicas answered, and `400`/`413` for bad input, which never reaches
+//! the core. Also `/admin/ring`, `/admin/nodes`, `/health` and `/metrics`.
+
+use crate::core::MAX_KEY_LEN;
+use crate::dvvset::VersionVector;
+use crate::metrics::Metrics;
+use crate::node::{Input, NodeHandle};
+use crate::protocol::{ClientOp, ClientReply};
+use crate::value::Value;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use bytes::Bytes;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The header carrying the opaque causal context.
+pub const CONTEXT_HEADER: &str = "x-shoal-context";
+
+/// State shared by the handlers.
+#[derive(Clone)]
+struct Api {
+    node: NodeHandle,
+    metrics: Arc<Metrics>,
+}
+
+/// Builds the router for a running node.
+pub fn router(node: NodeHandle) -> Router {
+    let limit = node.config.max_value_bytes;
+    let api = Api {
+        node,
+        metrics: Arc::new(Metrics::default()),
+    };
+    Router::new()
+        .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/admin/ring", get(admin_ring))
+        .route("/admin/nodes", get(admin_nodes))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(api)
+}
+
+/// Per-request quorum overrides, as text so that bad numbers get our own message.
+#[derive(Deserialize, Default)]
+struct Quorum {
+    r: Option<String>,
+    w: Option<String>,
+}
+
+fn bad(reason: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{}\n", reason.into())).into_response()
+}
+
+fn check_key(key: &str) -> Result<Bytes, String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "key must be 1 to {MAX_KEY_LEN} bytes, got {}",
+            key.len()
+        ));
+    }
+    Ok(Bytes::copy_from_slice(key.as_bytes()))
+}
+
+fn quorum(value: &Option<String>, name: &str, n: usize) -> Result<Option<usize>, String> {
+    match value {
+        None => Ok(None),
+        Some(text) => match text.parse::<usize>() {
+            Ok(q) if (1..=n).contains(&q) => Ok(Some(q)),
+            _ => Err(format!(
+                "{name} must be a whole number from 1 to N = {n}, got {text:?}"
+            )),
+        },
+    }
+}
+
+fn context(headers: &HeaderMap) -> Result<VersionVector, String> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(VersionVector::new()),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| "X-Shoal-Context is not ASCII".to_string())?;
+            VersionVector::from_context_str(text)
+                .map_err(|e| format!("malformed X-Shoal-Context: {e}"))
+        }
+    }
+}
+
+fn with_context(mut response: Response, ctx: &VersionVector) -> Response {
+    if !ctx.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&ctx.to_context_string()) {
+            response.headers_mut().insert(CONTEXT_HEADER, v);
+        }
+    }
+    response
+}
+
+async fn call(api: &Api, op: ClientOp) -> ClientReply {
+    let (tx, rx) = oneshot::channel();
+    let timeout = Duration::from_millis(api.node.config.request_timeout_ms) * 2;
+    if api
+        .node
+        .inputs
+        .send(Input::Client { op, reply: tx })
+        .await
+        .is_err()
+    {
+        return ClientReply::Unavailable {
+            required: 0,
+            answered: 0,
+        };
+    }
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(reply)) => reply,
+        _ => ClientReply::Unavailable {
+            required: 0,
+            answered: 0,
+        },
+    }
+}
+
+fn unavailable(what: &str, required: usize, answered: usize) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "{what} reached {answered} of {required} required replicas; a write may still be stored and appear later\n"
+        ),
+    )
+        .into_response()
+}
+
+async fn get_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(q): Query<Quorum>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let (outcome, response) = match get_inner(&api, &key, &q, &headers).await {
+        Ok(x) | Err(x) => x,
+    };
+    api.metrics
+        .record("get", outcome, started.elapsed().as_secs_f64());
+    response
+}
+
+type Outcome = (&'static str, Response);
+
+async fn get_inner(
+    api: &Api,
+    key: &str,
+    q: &Quorum,
+    headers: &HeaderMap,
+) -> Result<Outcome, Outcome> {
+    let n = api.node.config.n;
+    let key = check_key(key).map_err(|e| ("bad_request", bad(e)))?;
+    let r = quorum(&q.r, "r", n).map_err(|e| ("bad_request", bad(e)))?;
+    if q.w.is_some() {
+        return Err(("bad_request", bad("w applies to writes; use r for reads")));
+    }
+    let json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    match call(api, ClientOp::Get { key, r }).await {
+        ClientReply::Found { values, context } => {
+            let status = match values.len() {
+                0 => StatusCode::NOT_FOUND,
+                1 => StatusCode::OK,
+                _ => StatusCode::MULTIPLE_CHOICES,
+            };
+            if !values.is_empty() {
+                api.metrics.siblings.observe(values.len() as f64);
+            }
+            let outcome = match values.len() {
+                0 => "not_found",
+                1 => "ok",
+                _ => "siblings",
+            };
+            let response = if json {
+                let body = serde_json::json!({
+                    "context": context.to_context_string(),
+                    "values": values.iter().map(|v| base64::engine::general_purpose::STANDARD.encode(v)).collect::<Vec<_>>(),
+                });
+                (
+                    status,
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
+            } else {
+                match values.as_slice() {
+                    [] => (status, "not found\n").into_response(),
+                    [one] => (
+                        status,
+                        [("content-type", "application/octet-stream")],
+                        one.clone(),
+                    )
+                        .into_response(),
+                    many => multipart(status, many),
+                }
+            };
+            Ok((outcome, with_context(response, &context)))
+        }
+        ClientReply::Unavailable { required, answered } => {
+            Err(("unavailable", unavailable("read", required, answered)))
+        }
+        ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
+        ClientReply::Stored { .. } => {
+            Err(("error", StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+        }
+    }
+}
+
+/// Siblings as `multipart/mixed`, one `application/octet-stream` part per value.
+fn multipart(status: StatusCode, values: &[Bytes]) -> Response {
+    let mut seed = 0u64;
+    let boundary = loop {
+        let b = format!("shoal-{:016x}", crate::ring::key_hash(&seed.to_be_bytes()));
+        let clash = values
+            .iter()
+            .any(|v| v.windows(b.len()).any(|w| w == b.as_bytes()));
+        if !clash {
+            break b;
+        }
+        seed += 1;
+    };
+    let mut body = Vec::new();
+    for v in values {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(v);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        status,
+        [(
+            "content-type",
+            format!("multipart/mixed; boundary={boundary}"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn put_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(q): Query<Quorum>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    write(api, "put", key, q, headers, Value::Data(body)).await
+}
+
+async fn delete_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(q): Query<Quorum>,
+    headers: HeaderMap,
+) -> Response {
+    write(api, "delete", key, q, headers, Value::Tombstone).await
+}
+
+async fn write(
+    api: Api,
+    op: &'static str,
+    key: String,
+    q: Quorum,
+    headers: HeaderMap,
+    value: Value,
+) -> Response {
+    let started = Instant::now();
+    let (outcome, response) = match write_inner(&api, &key, &q, &headers, value).await {
+        Ok(x) | Err(x) => x,
+    };
+    api.metrics
+        .record(op, outcome, started.elapsed().as_secs_f64());
+    response
+}
+
+async fn write_inner(
+    api: &Api,
+    key: &str,
+    q: &Quorum,
+    headers: &HeaderMap,
+    value: Value,
+) -> Result<Outcome, Outcome> {
+    let n = api.node.config.n;
+    let key = check_key(key).map_err(|e| ("bad_request", bad(e)))?;
+    let w = quorum(&q.w, "w", n).map_err(|e| ("bad_request", bad(e)))?;
+    if q.r.is_some() {
+        return Err(("bad_request", bad("r applies to reads; use w for writes")));
+    }
+    let context = context(headers).map_err(|e| ("bad_request", bad(e)))?;
+    match call(
+        api,
+        ClientOp::Put {
+            key,
+            value,
+            context,
+            w,
+        },
+    )
+    .await
+    {
+        ClientReply::Stored { context, siblings } => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            response
+                .headers_mut()
+                .insert("x-shoal-siblings", HeaderValue::from(siblings));
+            Ok(("ok", with_context(response, &context)))
+        }
+        ClientReply::Unavailable { required, answered } => {
+            Err(("unavailable", unavailable("write", required, answered)))
+        }
+        ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
+        ClientReply::Found { .. } => {
+            Err(("error", StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+        }
+    }
+}
+
+async fn admin_ring(State(api): State<Api>) -> Response {
+    let ring = &api.node.ring;
+    let body = serde_json::json!({
+        "version": ring.version(),
+        "partitions": ring.partitions(),
+        "n": api.node.config.n,
+        "owners": ring.owners().iter().map(|id| id.0).collect::<Vec<_>>(),
+    });
+    ([("content-type", "application/json")], body.to_string()).into_response()
+}
+
+async fn admin_nodes(State(api): State<Api>) -> Response {
+    let owned = api.node.ring.owned_counts();
+    let nodes: Vec<serde_json::Value> = api
+        .node
+        .config
+        .nodes
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "id": m.id,
+                "http": m.http.to_string(),
+                "peer": m.peer.to_string(),
+                "zone": m.zone,
+                "partitions": owned.get(&crate::NodeId(m.id)).copied().unwrap_or(0),
+                "self": m.id == api.node.config.id,
+            })
+        })
+        .collect();
+    (
+        [("content-type", "application/json")],
+        serde_json::Value::Array(nodes).to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let stats = if api.node.inputs.send(Input::Stats(tx)).await.is_ok() {
+        rx.await.unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let text = api.metrics.render(
+        &stats,
+        api.node.storage.disk_space(),
+        api.node.storage.approximate_keys(),
+    );
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

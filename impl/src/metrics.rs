@@ -1,0 +1,119 @@
+//! Prometheus metrics: request counts and latencies by operation and outcome, siblings per
+//! read, replica responses and storage size, in the text exposition format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+
+/// Labels of the request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `put` or `delete`.
+    pub op: &'static str,
+    /// `ok`, `not_found`, `siblings`, `unavailable`, `bad_request`.
+    pub outcome: &'static str,
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency in seconds.
+    pub latency: Family<RequestLabels, Histogram>,
+    /// Siblings returned per successful read.
+    pub siblings: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("shoal");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let siblings = Histogram::new([1.0, 2.0, 3.0, 4.0, 8.0, 16.0]);
+        registry.register("requests", "Client requests served", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Client request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "read_siblings",
+            "Values returned per read",
+            siblings.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            siblings,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one served request.
+    pub fn record(&self, op: &'static str, outcome: &'static str, seconds: f64) {
+        let labels = RequestLabels { op, outcome };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The exposition text, with the core's counters and storage figures appended.
+    pub fn render(&self, core: &crate::core::Stats, disk_bytes: u64, keys: usize) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        let body = out
+            .trim_end()
+            .strip_suffix("# EOF")
+            .unwrap_or(&out)
+            .to_string();
+        let mut text = body;
+        let counters = [
+            (
+                "shoal_replica_responses_total",
+                "Replica answers received by coordinators",
+                core.replica_responses,
+            ),
+            (
+                "shoal_read_repairs_total",
+                "Repairs sent by read repair",
+                core.read_repairs,
+            ),
+            (
+                "shoal_forwarded_total",
+                "Writes forwarded to a replica",
+                core.forwarded,
+            ),
+            (
+                "shoal_rejected_peer_messages_total",
+                "Invalid peer messages ignored",
+                core.rejected_messages,
+            ),
+            (
+                "shoal_request_timeouts_total",
+                "Requests that missed their quorum",
+                core.timeouts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = write!(
+                text,
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        }
+        let _ = write!(
+            text,
+            "# HELP shoal_storage_bytes Bytes on disk.\n# TYPE shoal_storage_bytes gauge\nshoal_storage_bytes {disk_bytes}\n\
+             # HELP shoal_storage_keys Keys stored (approximate).\n# TYPE shoal_storage_keys gauge\nshoal_storage_keys {keys}\n# EOF\n"
+        );
+        text
+    }
+}

@@ -1,0 +1,198 @@
+//! The tokio shell around the core: it owns the sockets, the clock and the database, feeds the
+//! core its inputs and carries out its effects.
+//!
+//! One task runs the core; everything else talks to it through one bounded channel of
+//! [`Input`]s: HTTP handlers (client requests), peer connections (messages) and the storage
+//! writer (durability reports). Effects go out to per-peer queues, client reply channels and
+//! the group-commit writer.
+
+use crate::config::NodeConfig;
+use crate::core::{ClientId, Core, Effect, PersistId, Stats};
+use crate::node_id::NodeId;
+use crate::protocol::{ClientOp, ClientReply, PeerMessage};
+use crate::ring::Ring;
+use crate::storage::{Storage, WriteJob};
+use crate::transport;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Inputs queued for the core task.
+pub enum Input {
+    /// A client request and where to send its answer.
+    Client {
+        /// The operation.
+        op: ClientOp,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ClientReply>,
+    },
+    /// A message from a peer.
+    Peer(NodeId, PeerMessage),
+    /// Writes that became durable.
+    Persisted(Vec<PersistId>),
+    /// A request for the core's counters.
+    Stats(oneshot::Sender<Stats>),
+}
+
+/// Capacity of the core's input queue: when full, HTTP handlers and peer readers wait.
+const INPUT_QUEUE: usize = 8192;
+
+/// A handle to a running node, used by the HTTP layer.
+#[derive(Clone)]
+pub struct NodeHandle {
+    /// Sends inputs to the core task.
+    pub inputs: mpsc::Sender<Input>,
+    /// The ring (static membership).
+    pub ring: Arc<Ring>,
+    /// The configuration the node started with.
+    pub config: Arc<NodeConfig>,
+    /// The database, for metrics.
+    pub storage: Storage,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens storage, binds the peer listener, connects to peers and starts the core task.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+    let ring = config.validate()?;
+    let me = NodeId(config.id);
+    let storage = Storage::open(&config.data_dir)?;
+    let (inputs, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+
+    let listener = TcpListener::bind(config.peer)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.peer,
+            source,
+        })?;
+    let members: Vec<NodeId> = ring.nodes().iter().map(|n| n.id).collect();
+    let (peer_tx, mut peer_rx) = mpsc::channel::<(NodeId, PeerMessage)>(INPUT_QUEUE);
+    tokio::spawn(transport::accept_peers(listener, members, peer_tx));
+    let forward = inputs.clone();
+    tokio::spawn(async move {
+        while let Some((from, msg)) = peer_rx.recv().await {
+            if forward.send(Input::Peer(from, msg)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let peers: HashMap<NodeId, mpsc::Sender<PeerMessage>> = config
+        .nodes
+        .iter()
+        .filter(|m| m.id != config.id)
+        .map(|m| (NodeId(m.id), transport::spawn_dialer(me, m.peer)))
+        .collect();
+
+    let persisted = inputs.clone();
+    let writer = storage.spawn_writer(config.durability, move |ids| {
+        let _ = persisted.blocking_send(Input::Persisted(ids));
+    });
+
+    let mut core = Core::new(me, ring.clone(), config.core_config(), storage.clone());
+    tokio::spawn(async move {
+        let epoch = Instant::now();
+        let mut clients: HashMap<ClientId, oneshot::Sender<ClientReply>> = HashMap::new();
+        let mut next_client = 0u64;
+        loop {
+            let deadline = core
+                .poll_timeout()
+                .map(|t| tokio::time::Instant::from_std(epoch + t));
+            let input = tokio::select! {
+                input = rx.recv() => match input {
+                    Some(i) => Some(i),
+                    None => return,
+                },
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
+            };
+            let now = epoch.elapsed();
+            match input {
+                None => core.handle_timeout(now),
+                Some(first) => {
+                    // Take what is queued in one go, so effects are flushed in batches.
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some(input) = next {
+                        match input {
+                            Input::Client { op, reply } => {
+                                next_client += 1;
+                                let id = ClientId(next_client);
+                                clients.insert(id, reply);
+                                core.handle_client(now, id, op);
+                            }
+                            Input::Peer(from, msg) => core.handle_peer(now, from, msg),
+                            Input::Persisted(ids) => core.handle_persisted(now, ids),
+                            Input::Stats(tx) => {
+                                let _ = tx.send(core.stats().clone());
+                            }
+                        }
+                        taken += 1;
+                        next = if taken < 256 {
+                            rx.try_recv().ok()
+                        } else {
+                            None
+                        };
+                    }
+                    core.handle_timeout(now);
+                }
+            }
+            while let Some(effect) = core.poll_effect() {
+                match effect {
+                    Effect::Send { to, msg } => {
+                        if let Some(peer) = peers.get(&to) {
+                            // A full queue drops the message, as a lossy network would; the
+                            // request times out rather than the core blocking.
+                            let _ = peer.try_send(msg);
+                        }
+                    }
+                    Effect::Reply { client, reply } => {
+                        if let Some(tx) = clients.remove(&client) {
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Effect::Persist { id, key, clock } => {
+                        let job = WriteJob {
+                            id,
+                            key,
+                            value: clock.encode(),
+                        };
+                        if writer.send(job).is_err() {
+                            tracing::error!("storage writer stopped; exiting");
+                            std::process::exit(70);
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    Ok(NodeHandle {
+        inputs,
+        ring: Arc::new(ring),
+        config: Arc::new(config),
+        storage,
+    })
+}

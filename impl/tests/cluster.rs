@@ -1,0 +1,131 @@
+//! Black-box tests of a 3-node cluster of real processes over real sockets.
+
+mod common;
+
+use common::Cluster;
+
+#[tokio::test]
+async fn a_put_through_one_node_is_read_through_every_node() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    let (status, ctx) = c.put(1, "k", "hello", None).await;
+    assert_eq!(status, 204);
+    assert!(ctx.is_some(), "a put answers with the new context");
+    for id in 1..=3 {
+        let (status, values, ctx) = c.get(id, "k").await;
+        assert_eq!(
+            (status, values),
+            (200, vec!["hello".to_string()]),
+            "through node {id}"
+        );
+        assert!(ctx.is_some());
+    }
+    // Plain (non-JSON) reads return the value as the body.
+    let url = c.url(2, "k");
+    let body = c
+        .client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(body, "hello");
+}
+
+#[tokio::test]
+async fn concurrent_blind_writes_are_siblings_until_a_merged_write_resolves_them() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    assert_eq!(c.put(1, "k", "a", None).await.0, 204);
+    assert_eq!(c.put(2, "k", "b", None).await.0, 204);
+    let (status, values, ctx) = c.get(3, "k").await;
+    assert_eq!(status, 300);
+    assert_eq!(values, vec!["a", "b"]);
+    // The multipart form carries both siblings too.
+    let url = c.url(3, "k");
+    let resp = c.client.get(url).send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 300);
+    let ctype = common::header(&resp, "content-type").expect("content type");
+    assert!(ctype.starts_with("multipart/mixed; boundary="), "{ctype}");
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains("\r\n\r\na\r\n") && body.contains("\r\n\r\nb\r\n"),
+        "{body}"
+    );
+    // Writing back with the merged context resolves them.
+    assert_eq!(c.put(3, "k", "ab", ctx.as_deref()).await.0, 204);
+    for id in 1..=3 {
+        let (status, values, _) = c.get(id, "k").await;
+        assert_eq!((status, values), (200, vec!["ab".to_string()]));
+    }
+}
+
+#[tokio::test]
+async fn a_delete_answers_404_and_a_later_blind_put_is_not_hidden() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    assert_eq!(c.put(1, "k", "v", None).await.0, 204);
+    let (_, _, ctx) = c.get(2, "k").await;
+    let url = c.url(2, "k");
+    let resp = c
+        .client
+        .delete(url)
+        .header("x-shoal-context", ctx.expect("context"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(resp.status().as_u16(), 204);
+    for id in 1..=3 {
+        let (status, values, ctx) = c.get(id, "k").await;
+        assert_eq!(status, 404);
+        assert!(values.is_empty());
+        assert!(ctx.is_some(), "a deleted key still has history");
+    }
+    assert_eq!(c.put(3, "k", "again", None).await.0, 204);
+    let (status, values, _) = c.get(1, "k").await;
+    assert_eq!((status, values), (200, vec!["again".to_string()]));
+}
+
+#[tokio::test]
+async fn with_two_of_three_nodes_down_quorum_requests_answer_503() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    assert_eq!(c.put(1, "k", "v", None).await.0, 204);
+    c.stop(2);
+    c.stop(3);
+    let url = c.url(1, "k");
+    let resp = c
+        .client
+        .put(url.clone())
+        .body("w")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("reached 1 of 2"), "{body}");
+    let resp = c.client.get(url.clone()).send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.text().await.expect("body").contains("reached 1 of 2"));
+    // R=1 and W=1 still work on the surviving replica. The write that failed for want of W
+    // was still stored there (as in Dynamo) and, being blind, is a sibling of the first.
+    let resp = c
+        .client
+        .get(format!("{url}?r=1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 300);
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains("\"dg==\"") && body.contains("\"dw==\""),
+        "v and w: {body}"
+    );
+    let resp = c
+        .client
+        .put(format!("{url}?w=1"))
+        .body("x")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(resp.status().as_u16(), 204);
+}
