@@ -61,6 +61,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The incarnation epoch could not be made durable.
+    #[error("cannot record the node's epoch: {0}")]
+    Epoch(fjall::Error),
     /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -76,6 +79,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let ring = config.validate()?;
     let me = NodeId(config.id);
     let storage = Storage::open(&config.data_dir)?;
+    let epoch = storage.next_epoch().map_err(StartError::Epoch)?;
     let (inputs, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
     let listener = TcpListener::bind(config.peer)
@@ -107,7 +111,14 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         let _ = persisted.blocking_send(Input::Persisted(ids));
     });
 
-    let mut core = Core::new(me, ring.clone(), config.core_config(), storage.clone());
+    tracing::info!(node = config.id, epoch, "starting");
+    let mut core = Core::new(
+        me,
+        epoch,
+        ring.clone(),
+        config.core_config(),
+        storage.clone(),
+    );
     tokio::spawn(async move {
         let epoch = Instant::now();
         let mut clients: HashMap<ClientId, oneshot::Sender<ClientReply>> = HashMap::new();

@@ -49,6 +49,9 @@ pub struct WriteJob {
     pub value: Vec<u8>,
 }
 
+/// Key of the incarnation epoch in the `meta` keyspace.
+const EPOCH_KEY: &[u8] = b"epoch";
+
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 4096;
 
@@ -75,6 +78,21 @@ impl Storage {
             hints,
             meta,
         })
+    }
+
+    /// Bumps and durably stores this node's incarnation epoch, returning the new one. Called
+    /// once per start, before the node serves: writes of this incarnation are named by it.
+    pub fn next_epoch(&self) -> Result<u32, fjall::Error> {
+        let previous = match self.meta.get(EPOCH_KEY)? {
+            Some(bytes) => <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0),
+            None => 0,
+        };
+        let epoch = previous.wrapping_add(1).max(1);
+        self.meta.insert(EPOCH_KEY, epoch.to_be_bytes())?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(epoch)
     }
 
     /// Bytes on disk, for metrics.

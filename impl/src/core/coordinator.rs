@@ -29,13 +29,13 @@ pub(super) struct Request {
 pub(super) enum Kind {
     /// A put: waiting for `required` durable copies among `replicas`.
     Put {
-        key: Bytes,
-        clock: Clock,
         replicas: Vec<NodeId>,
         acked: Vec<NodeId>,
         required: usize,
         /// Context to hand back: covers the new value and what the client had seen.
         reply_context: VersionVector,
+        /// Values the key holds after this write.
+        siblings: usize,
     },
     /// A get: collecting answers from `replicas`; `replied` once `required` answered.
     Get {
@@ -127,55 +127,45 @@ impl<S: Store> Core<S> {
                 )
             }
         };
-        let clock = local.update(&context, value, self.id);
-        let reply_context = reply_context(&clock, &context, self.id);
+        let clock = local.update(&context, value, self.actor);
+        let reply_context = reply_context(&clock, &context, self.actor);
+        let me = self.id;
+        let sends: Vec<NodeId> = replicas.iter().copied().filter(|n| *n != me).collect();
         let req = self.new_request(
             now,
             waiter,
             Kind::Put {
-                key,
-                clock: clock.clone(),
                 replicas,
                 acked: Vec::new(),
                 required: w,
                 reply_context,
+                siblings: clock.size(),
             },
         );
+        // Replicate while our own copy is being synced: the actor id's epoch guarantees the
+        // new dot is never reissued even if this node crashes before its copy is durable.
+        for to in sends {
+            self.send(
+                to,
+                PeerMessage::Replicate {
+                    req,
+                    key: key.clone(),
+                    clock: clock.clone(),
+                },
+            );
+        }
         self.persist(skey, clock, AfterPersist::CoordinatorPut(req));
     }
 
-    /// The coordinator's copy is durable: count it and send the clock to the other replicas.
+    /// The coordinator's own copy is durable: it counts towards `W`.
     pub(super) fn on_local_put_durable(&mut self, _now: Time, req: RequestId) {
         let me = self.id;
-        let Some(Kind::Put {
-            key,
-            clock,
-            replicas,
-            acked,
-            ..
-        }) = self.requests.get_mut(&req).map(|r| &mut r.kind)
-        else {
-            return;
-        };
-        acked.push(me);
-        let sends: Vec<(NodeId, PeerMessage)> = replicas
-            .iter()
-            .filter(|n| **n != me)
-            .map(|n| {
-                (
-                    *n,
-                    PeerMessage::Replicate {
-                        req,
-                        key: key.clone(),
-                        clock: clock.clone(),
-                    },
-                )
-            })
-            .collect();
-        for (to, msg) in sends {
-            self.send(to, msg);
+        if let Some(Kind::Put { acked, .. }) = self.requests.get_mut(&req).map(|r| &mut r.kind) {
+            if !acked.contains(&me) {
+                acked.push(me);
+            }
+            self.check_put(req);
         }
-        self.check_put(req);
     }
 
     pub(super) fn on_replicate_ack(&mut self, from: NodeId, req: RequestId) {
@@ -204,8 +194,8 @@ impl<S: Store> Core<S> {
             waiter,
             kind:
                 Kind::Put {
-                    clock,
                     reply_context,
+                    siblings,
                     ..
                 },
             ..
@@ -213,7 +203,7 @@ impl<S: Store> Core<S> {
         {
             let reply = ClientReply::Stored {
                 context: reply_context,
-                siblings: clock.size(),
+                siblings,
             };
             self.answer(waiter, reply);
         }

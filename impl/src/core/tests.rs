@@ -36,7 +36,7 @@ impl Sim {
         let nodes = (1..=nodes)
             .map(|i| {
                 let store = MemStore::default();
-                let core = Core::new(NodeId(i), ring.clone(), config.clone(), store.clone());
+                let core = Core::new(NodeId(i), 1, ring.clone(), config.clone(), store.clone());
                 (NodeId(i), (core, store))
             })
             .collect();
@@ -201,17 +201,18 @@ fn two_writes_with_one_context_through_one_coordinator_both_survive() {
 }
 
 #[test]
-fn nothing_is_sent_or_acknowledged_before_the_write_is_durable() {
-    let mut sim = Sim::new(3, CoreConfig::default());
+fn nothing_is_acknowledged_before_w_copies_are_durable() {
+    let config = CoreConfig {
+        w: 3,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
     sim.client(1, 1, put("k", "v", VersionVector::new()));
-    // The coordinator asked for a persist and did nothing else.
-    assert!(sim.network.is_empty());
+    // The coordinator persists its copy and replicates at once.
     assert_eq!(sim.pending.len(), 1);
-    sim.sync_disks();
-    // Now it replicates to the two other replicas.
     assert_eq!(sim.network.len(), 2);
-    let msgs = std::mem::take(&mut sim.network);
-    for (from, to, msg) in msgs {
+    let coordinator_write = sim.pending.remove(0);
+    for (from, to, msg) in std::mem::take(&mut sim.network) {
         let now = sim.now;
         sim.nodes
             .get_mut(&to)
@@ -222,12 +223,51 @@ fn nothing_is_sent_or_acknowledged_before_the_write_is_durable() {
     sim.drain();
     // Replicas persist first; no ack leaves before that.
     assert!(sim.network.is_empty());
-    assert!(sim.replies.is_empty());
+    assert_eq!(sim.pending.len(), 2);
     sim.run(&[]);
+    // Both replicas acknowledged, but W = 3 needs the coordinator's own durable copy too.
+    assert!(sim.replies.is_empty());
+    let (node, p, key, clock) = coordinator_write;
+    sim.nodes[&node].1 .0.borrow_mut().insert(key, clock);
+    let now = sim.now;
+    sim.core(node.0).handle_persisted(now, [p]);
+    sim.drain();
     assert!(matches!(
         sim.replies.get(&ClientId(1)),
         Some(ClientReply::Stored { .. })
     ));
+}
+
+#[test]
+fn a_restarted_node_never_reuses_a_dot_it_forgot() {
+    // Node 1 coordinates a write, replicates it, and crashes before its own copy is durable.
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "first", VersionVector::new()));
+    sim.pending.retain(|(node, ..)| *node != NodeId(1));
+    for (from, to, msg) in std::mem::take(&mut sim.network) {
+        let now = sim.now;
+        sim.nodes
+            .get_mut(&to)
+            .expect("node")
+            .0
+            .handle_peer(now, from, msg);
+    }
+    sim.run(&[1]);
+    // It restarts with the next epoch and an empty memory; its store never got the write.
+    let ring = sim.core(1).ring().clone();
+    let store = sim.nodes[&NodeId(1)].1.clone();
+    let restarted = Core::new(NodeId(1), 2, ring, CoreConfig::default(), store);
+    assert_ne!(restarted.actor(), sim.core(1).actor());
+    sim.nodes.get_mut(&NodeId(1)).expect("node").0 = restarted;
+    sim.client(1, 2, put("k", "second", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(2, 3, get("k"));
+    sim.run(&[]);
+    // Both values survive: the second write got a fresh dot, not the forgotten one.
+    assert_eq!(
+        found(sim.replies.get(&ClientId(3))).0,
+        vec!["first", "second"]
+    );
 }
 
 #[test]
