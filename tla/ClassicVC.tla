@@ -7,8 +7,8 @@
 (* Shoal.tla can run either scheme; a sibling's id is its vector clock.    *)
 (*                                                                         *)
 (* Two clients that write through the same coordinator with the same       *)
-(* context obtain the same clock for different values, and the later one   *)
-(* silently replaces the earlier: the lost update that DVVSet fixes.       *)
+(* context obtain comparable clocks for concurrent values, and the later   *)
+(* one silently replaces the earlier: the lost update that DVVSet fixes.   *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -34,18 +34,19 @@ Mk(sibs) == [vv |-> JoinAll(sibs), sibs |-> sibs]
 
 Empty == Mk({})
 
-(* Reconciliation: a version is dropped when the other side has a         *)
-(* different version whose clock is at least as large; on equal clocks   *)
-(* the incoming version (b) wins, as a coordinator's new version does.    *)
-Sync(a, b) ==
-    Mk({x \in a.sibs : ~\E y \in b.sibs : y # x /\ Leq(x.id, y.id)}
-       \cup {y \in b.sibs : ~\E x \in a.sibs : Less(y.id, x.id)})
+(* Reconciliation keeps every version that no other version's clock      *)
+(* strictly dominates (versions are told apart by their values).          *)
+Prune(sibs) == {x \in sibs : ~\E y \in sibs : Less(x.id, y.id)}
 
-(* The coordinator s increments its own entry of the client's context; the *)
-(* new version replaces every stored version it dominates or equals.       *)
+Sync(a, b) == Mk(Prune(a.sibs \cup b.sibs))
+
+(* The coordinator s sets its entry of the client's context to one more    *)
+(* than the largest it has stored for the key (Riak's per-vnode clocks);   *)
+(* the new version then replaces every stored version it dominates.        *)
 Update(ctx, S, s, v) ==
-    LET vc == [ctx EXCEPT ![s] = ctx[s] + 1]
-    IN  Sync(S, Mk({[id |-> vc, val |-> v]}))
+    LET n  == Max2(ctx[s], S.vv[s]) + 1
+        vc == [ctx EXCEPT ![s] = n]
+    IN  Mk(Prune(S.sibs \cup {[id |-> vc, val |-> v]}))
 
 (* The context of a read is the merge of the clocks of what was read. *)
 Join(S) == S.vv

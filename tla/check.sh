@@ -71,10 +71,10 @@ for cfg in "${configs[@]}"; do
     fi
     if [[ $ok -eq 1 ]]; then
         passed=$((passed + 1))
-        printf 'tla: %-14s ok    %8s states %7ss  %s\n' "$name" "${states:-?}" "$secs" "$why"
+        printf 'tla: %-17s ok    %8s states %7ss  %s\n' "$name" "${states:-?}" "$secs" "$why"
     else
         failed=$((failed + 1))
-        printf 'tla: %-14s FAIL  %8s states %7ss  %s\n' "$name" "${states:-?}" "$secs" "$why"
+        printf 'tla: %-17s FAIL  %8s states %7ss  %s\n' "$name" "${states:-?}" "$secs" "$why"
         grep -v 'states explored |' "$log" | tail -60
     fi
     rm -f "$log"
