@@ -216,7 +216,7 @@ Deliver(m) ==
               /\ SetStore(m.to, Sync(store[m.to], m.clock))
               /\ Ack(m.put, m.to, net \ {m})
               /\ UNCHANGED <<hints, reaped>>
-         [] m.kind = "replicate" ->
+         [] m.kind = "replicate" /\ m.hint # None ->
               \* a fallback keeps the copy as a durable hint for its owner
               /\ hints' = [hints EXCEPT ![m.to][m.hint] = Sync(@, m.clock)]
               /\ Ack(m.put, m.to, net \ {m})
