@@ -140,6 +140,44 @@ struct Plan {
     deadline: Option<Instant>,
     /// Operations completed so far, for the progress bar.
     done: AtomicU64,
+    /// The last context any worker saw per key: the bench is one client application, so a
+    /// write carries the newest context the application has, and siblings appear only for
+    /// writes that really were concurrent (a per-worker cache would make most writes blind).
+    contexts: Contexts,
+}
+
+/// Number of lock shards of [`Contexts`].
+const CONTEXT_SHARDS: usize = 64;
+
+/// Last context seen per key index, sharded to keep lock contention negligible.
+struct Contexts(Vec<std::sync::Mutex<HashMap<u64, HeaderValue>>>);
+
+impl Contexts {
+    fn new() -> Self {
+        Contexts((0..CONTEXT_SHARDS).map(|_| Default::default()).collect())
+    }
+
+    fn shard(&self, key: u64) -> Option<std::sync::MutexGuard<'_, HashMap<u64, HeaderValue>>> {
+        self.0
+            .get(key as usize % CONTEXT_SHARDS)
+            .and_then(|m| m.lock().ok())
+    }
+
+    fn get(&self, key: u64) -> Option<HeaderValue> {
+        self.shard(key).and_then(|m| m.get(&key).cloned())
+    }
+
+    fn set(&self, key: u64, ctx: &HeaderValue) -> Result<(), String> {
+        if let Some(mut m) = self.shard(key) {
+            if m.get(&key) != Some(ctx) {
+                // Copy, don't keep: the parsed header shares (and would pin) the read buffer.
+                let owned = HeaderValue::from_bytes(ctx.as_bytes())
+                    .map_err(|_| "bad context header".to_owned())?;
+                m.insert(key, owned);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Latency and counts for one kind of operation.
@@ -252,7 +290,7 @@ enum Answer {
     Written,
 }
 
-/// One closed-loop client: its RNG, its connections and the contexts it has seen.
+/// One closed-loop client: its RNG and its connections.
 struct Worker {
     /// The shared plan.
     plan: Arc<Plan>,
@@ -262,8 +300,6 @@ struct Worker {
     conns: Vec<Option<SendRequest<Full<Bytes>>>>,
     /// Index of the node the next request goes to.
     next_node: usize,
-    /// Last context seen per key index.
-    contexts: HashMap<u64, HeaderValue>,
     /// What this worker observed.
     stats: Stats,
     /// Reused buffer for the request path.
@@ -271,6 +307,22 @@ struct Worker {
 }
 
 impl Worker {
+    /// Worker number `index` of a run seeded with `seed`.
+    fn new(plan: Arc<Plan>, seed: u64, index: usize) -> anyhow::Result<Self> {
+        let nodes = plan.nodes.len().max(1);
+        Ok(Worker {
+            // Distinct, reproducible streams: the seed and the worker index, well mixed.
+            rng: StdRng::seed_from_u64(
+                seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            conns: (0..nodes).map(|_| None).collect(),
+            next_node: index % nodes,
+            stats: Stats::new()?,
+            path: String::with_capacity(64),
+            plan,
+        })
+    }
+
     /// Runs `quota` operations (or until the deadline) and returns what was observed.
     async fn run(mut self, quota: Option<u64>) -> Stats {
         let mut n = 0u64;
@@ -383,8 +435,8 @@ impl Worker {
         req.headers_mut().insert(HOST, node.host.clone());
         if op == Op::Put {
             *req.method_mut() = Method::PUT;
-            if let Some(ctx) = self.contexts.get(&key) {
-                req.headers_mut().insert(CONTEXT_HEADER, ctx.clone());
+            if let Some(ctx) = self.plan.contexts.get(key) {
+                req.headers_mut().insert(CONTEXT_HEADER, ctx);
             }
         }
         let result = self.exchange(i, req).await;
@@ -396,12 +448,7 @@ impl Worker {
         }
         let (status, headers, body) = result?;
         if let Some(ctx) = headers.get(CONTEXT_HEADER) {
-            // Copy, don't keep: the parsed header shares (and would pin) the read buffer.
-            if self.contexts.get(&key) != Some(ctx) {
-                let owned = HeaderValue::from_bytes(ctx.as_bytes())
-                    .map_err(|_| "bad context header".to_owned())?;
-                self.contexts.insert(key, owned);
-            }
+            self.plan.contexts.set(key, ctx)?;
         }
         match (op, status) {
             (Op::Get, StatusCode::OK) => Ok(Answer::Found),
@@ -530,6 +577,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         timeout: args.timeout,
         deadline: duration.map(|d| started + d),
         done: AtomicU64::new(0),
+        contexts: Contexts::new(),
     });
 
     let bar = progress_bar(args.json, args.ops, duration);
@@ -559,16 +607,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let c = workers as u64;
             n / c + u64::from(w < n % c)
         });
-        let worker = Worker {
-            plan: Arc::clone(&plan),
-            // Distinct, reproducible streams: the seed plus the worker index, well mixed.
-            rng: StdRng::seed_from_u64(seed ^ (w as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            conns: (0..plan.nodes.len()).map(|_| None).collect(),
-            next_node: w % plan.nodes.len(),
-            contexts: HashMap::new(),
-            stats: Stats::new()?,
-            path: String::with_capacity(64),
-        };
+        let worker = Worker::new(Arc::clone(&plan), seed, w)?;
         handles.push(tokio::spawn(worker.run(quota)));
     }
     let mut total = Stats::new()?;
@@ -729,6 +768,97 @@ mod tests {
         assert_eq!(a.get.hist.len(), 2);
         assert_eq!(a.siblings_max, 4);
         assert_eq!(a.errors.get("status 503"), Some(&1));
+    }
+
+    /// What the fake node saw: `("get", key, None)` or `("put", key, context sent)`.
+    type Log = Arc<std::sync::Mutex<Vec<(&'static str, String, Option<String>)>>>;
+
+    /// A node that always answers GET with two siblings (context `g-{key}`) and PUT with a
+    /// fresh context `p-{n}`, logging what it was sent.
+    async fn fake_node() -> (SocketAddr, Log) {
+        use axum::extract::{Path, State};
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+        let log: Log = Arc::default();
+        let get = |State(log): State<Log>, Path(key): Path<String>| async move {
+            log.lock().expect("log").push(("get", key.clone(), None));
+            let body = format!(
+                "--sep\r\nContent-Type: application/octet-stream\r\n\r\none-{key}\r\n\
+                 --sep\r\nContent-Type: application/octet-stream\r\n\r\ntwo\r\n--sep--\r\n"
+            );
+            (
+                StatusCode::MULTIPLE_CHOICES,
+                [
+                    ("content-type", "multipart/mixed; boundary=sep".to_owned()),
+                    (CONTEXT_HEADER, format!("g-{key}")),
+                ],
+                body,
+            )
+                .into_response()
+        };
+        let put = |State(log): State<Log>, Path(key): Path<String>, h: HeaderMap| async move {
+            let sent = h
+                .get(CONTEXT_HEADER)
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            let mut log = log.lock().expect("log");
+            log.push(("put", key, sent));
+            let n = log.len();
+            (StatusCode::NO_CONTENT, [(CONTEXT_HEADER, format!("p-{n}"))]).into_response()
+        };
+        let app = axum::Router::new()
+            .route("/kv/{key}", axum::routing::get(get).put(put))
+            .with_state(Arc::clone(&log));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, log)
+    }
+
+    #[tokio::test]
+    async fn a_worker_writes_with_the_last_context_and_counts_siblings() {
+        let (addr, log) = fake_node().await;
+        let plan = Arc::new(Plan {
+            nodes: vec![Node {
+                addr,
+                host: HeaderValue::from_static("fake"),
+            }],
+            keys: 3,
+            read_ratio: 0.5,
+            value: Bytes::from_static(b"v"),
+            get_query: String::new(),
+            put_query: String::new(),
+            timeout: Duration::from_secs(10),
+            deadline: None,
+            done: AtomicU64::new(0),
+            contexts: Contexts::new(),
+        });
+        let stats = Worker::new(Arc::clone(&plan), 11, 0)
+            .expect("worker")
+            .run(Some(200))
+            .await;
+        assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+        assert_eq!(stats.get.count + stats.put.count, 200);
+        assert!(stats.get.count > 50 && stats.put.count > 50);
+        assert_eq!(stats.sibling_answers, stats.get.count);
+        assert_eq!(stats.siblings_total, 2 * stats.get.count);
+        assert_eq!(stats.siblings_max, 2);
+        assert_eq!(plan.done.load(Ordering::Relaxed), 200);
+
+        // Replay the log: one sequential worker, so the node saw its exact order. Every PUT
+        // must carry the last context the node handed out for that key (none before any).
+        let log = log.lock().expect("log");
+        assert_eq!(log.len(), 200);
+        let mut last: HashMap<String, String> = HashMap::new();
+        for (i, (op, key, sent)) in log.iter().enumerate() {
+            if *op == "get" {
+                last.insert(key.clone(), format!("g-{key}"));
+            } else {
+                assert_eq!(sent.as_ref(), last.get(key), "put #{i} on {key}");
+                last.insert(key.clone(), format!("p-{}", i + 1));
+            }
+        }
     }
 
     #[test]
