@@ -106,10 +106,12 @@ ReapMsg(to, clock) == Msg("reap", to, clock, None, None, None)
 
 (* The coordinator's record of a put: the clock it stored and replicates,  *)
 (* the servers that stored it, the hinted copies it sent (owner, fallback) *)
-(* and whether the record still exists (a crash loses it).  ctx and id are *)
-(* ghosts for the invariants: the client's context and the write's dot.    *)
+(* and whether the record still exists (a crash loses it).  ctx, id and   *)
+(* strict are ghosts for the invariants: the client's context, the write's *)
+(* dot, and whether W primaries (no fallback needed) acknowledged it.      *)
 NoPut == [st |-> "none", coord |-> None, ctx |-> Zero, id |-> None,
-          clock |-> Empty, acks |-> {}, hinted |-> {}, live |-> FALSE]
+          clock |-> Empty, acks |-> {}, hinted |-> {}, live |-> FALSE,
+          strict |-> FALSE]
 NoGet == [result |-> Empty, mustSee |-> {}]
 
 (* Server s's store becomes clk; the ghost gone[s] records what it lost. *)
@@ -167,7 +169,7 @@ Put(c, s) ==
                         [st |-> IF acked THEN "acked" ELSE "pending",
                          coord |-> s, ctx |-> ctx, id |-> IdOf(new, Val(c)),
                          clock |-> new, acks |-> {s}, hinted |-> {},
-                         live |-> TRUE]]
+                         live |-> TRUE, strict |-> acked]]
            /\ pc' = [pc EXCEPT ![c] = IF acked THEN "written" ELSE "writing"]
     /\ UNCHANGED <<hints, up, crashes, drops, get, reaped>>
 
@@ -198,7 +200,11 @@ Ack(c, t, rest) ==
                       /\ PrefList \subseteq acks
                       /\ ~(PrefList \subseteq put[c].acks)
          IN  /\ put' = [put EXCEPT ![c].acks = acks,
-                                   ![c].st = IF acked THEN "acked" ELSE @]
+                                   ![c].st = IF acked THEN "acked" ELSE @,
+                                   ![c].strict =
+                                      IF put[c].st = "pending" /\ acked
+                                      THEN Cardinality(acks \cap PrefList) >= W
+                                      ELSE @]
              /\ pc' = IF acked THEN [pc EXCEPT ![c] = IF @ = "writing" THEN "written"
                                                      ELSE @]
                       ELSE pc
@@ -360,14 +366,12 @@ NoResurrection == \A s \in Servers : Values(store[s]) \cap gone[s] = {}
 (* after a put was acknowledged by primaries only returns that value or a  *)
 (* successor: the context it returns covers the put.  Crashes are allowed  *)
 (* (state is durable); writes acknowledged by a fallback are exempt.       *)
-SloppyAcked(w) == put[w].acks \ PrefList # {}
+SloppyAcked(w) == ~put[w].strict
 
 StrictReadYourWrites ==
     R + W > N =>
-      \A c \in Clients :
-        pc[c] = "done" =>
-          \A w \in get[c].mustSee :
-            ~SloppyAcked(w) => Covers(Join(get[c].result), put[w].id)
+      \A c \in Clients : \A w \in get[c].mustSee :
+        ~SloppyAcked(w) => Covers(Join(get[c].result), put[w].id)
 
 TypeOK ==
     /\ up \subseteq Servers
@@ -393,7 +397,7 @@ Convergence == <>[]Converged
 (* check ~Witness as an invariant and expect it to fail.                   *)
 
 SomeSiblings == \E s \in PrefList : Cardinality(store[s].sibs) >= 2
-SomeReadAfterAck == \E c \in Clients : pc[c] = "done" /\ get[c].mustSee # {}
+SomeReadAfterAck == \E c \in Clients : get[c].mustSee # {}
 SomeRepairSent == \E m \in net : m.kind = "repair"
 SomeSloppyAck == \E w \in Clients : put[w].st = "acked" /\ SloppyAcked(w)
 SomeHandoffDone == \E p \in PrefList : \E x \in store[p].sibs :
