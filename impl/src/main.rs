@@ -32,9 +32,23 @@ enum Command {
     Ring(cli::ring_cmd::RingArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A node sizes its runtime from `--threads` (several nodes sharing a small machine run
+    // best with one worker each); every other command uses one worker per core.
+    let threads = match &cli.command {
+        Command::Serve(args) => args.threads,
+        Command::Bench(args) => args.threads,
+        _ => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        runtime.worker_threads(n.max(1));
+    }
+    runtime.enable_all().build()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => cli::serve::run(args).await,
         Command::Dev(args) => cli::dev::run(args).await,

@@ -89,16 +89,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             source,
         })?;
     let members: Vec<NodeId> = ring.nodes().iter().map(|n| n.id).collect();
-    let (peer_tx, mut peer_rx) = mpsc::channel::<(NodeId, PeerMessage)>(INPUT_QUEUE);
-    tokio::spawn(transport::accept_peers(listener, members, peer_tx));
-    let forward = inputs.clone();
-    tokio::spawn(async move {
-        while let Some((from, msg)) = peer_rx.recv().await {
-            if forward.send(Input::Peer(from, msg)).await.is_err() {
-                return;
-            }
-        }
-    });
+    tokio::spawn(transport::accept_peers(
+        listener,
+        members,
+        inputs.clone(),
+        Input::Peer,
+    ));
     let peers: HashMap<NodeId, mpsc::Sender<PeerMessage>> = config
         .nodes
         .iter()

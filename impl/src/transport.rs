@@ -73,11 +73,13 @@ pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) -> Result<(), postcard::E
     Ok(())
 }
 
-/// Accepts peer connections on `listener` and hands each decoded message to `deliver`.
-pub async fn accept_peers(
+/// Accepts peer connections on `listener` and hands each decoded message, wrapped by `wrap`,
+/// to `deliver` (the core's input queue, so a message takes one hop to the core).
+pub async fn accept_peers<I: Send + 'static>(
     listener: TcpListener,
     members: Vec<NodeId>,
-    deliver: mpsc::Sender<(NodeId, PeerMessage)>,
+    deliver: mpsc::Sender<I>,
+    wrap: fn(NodeId, PeerMessage) -> I,
 ) {
     loop {
         match listener.accept().await {
@@ -85,7 +87,7 @@ pub async fn accept_peers(
                 let deliver = deliver.clone();
                 let members = members.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, &members, deliver).await {
+                    if let Err(e) = serve_connection(stream, &members, deliver, wrap).await {
                         tracing::warn!(%addr, reason = %e, "closed peer connection");
                     }
                 });
@@ -98,10 +100,11 @@ pub async fn accept_peers(
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<I>(
     stream: TcpStream,
     members: &[NodeId],
-    deliver: mpsc::Sender<(NodeId, PeerMessage)>,
+    deliver: mpsc::Sender<I>,
+    wrap: fn(NodeId, PeerMessage) -> I,
 ) -> Result<(), TransportError> {
     let _ = stream.set_nodelay(true);
     let mut frames = FramedRead::new(stream, codec());
@@ -124,7 +127,7 @@ async fn serve_connection(
     while let Some(frame) = frames.next().await {
         match postcard::from_bytes::<Frame>(&frame?)? {
             Frame::Message(msg) => {
-                if deliver.send((from, msg)).await.is_err() {
+                if deliver.send(wrap(from, msg)).await.is_err() {
                     return Ok(());
                 }
             }

@@ -75,6 +75,9 @@ pub struct BenchArgs {
     /// A request not answered within this time counts as a `timeout` error.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// Runtime worker threads of the generator (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Parses `1.5s`, `500ms`, `2m`, `1h`, `250us` or a bare number of seconds.

@@ -42,6 +42,9 @@ pub struct DevArgs {
     /// `sync` (default) or `buffered` (acknowledge before fsync; weaker).
     #[arg(long, default_value = "sync")]
     pub durability: String,
+    /// Runtime worker threads per node (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Runs the cluster until interrupted.
@@ -96,10 +99,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .create(true)
             .append(true)
             .open(dir.join("node.log"))?;
-        let child = Command::new(&exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
+        let mut command = Command::new(&exe);
+        command.arg("serve").arg("--config").arg(&path);
+        if let Some(t) = args.threads {
+            command.arg("--threads").arg(t.to_string());
+        }
+        let child = command
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true)

@@ -1,36 +1,88 @@
 //! `shoal serve`: run one node until SIGINT or SIGTERM.
 
 use anyhow::Context;
-use shoal::config::NodeConfig;
+use shoal::config::{Durability, Member, NodeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Arguments of `shoal serve`.
+/// Arguments of `shoal serve`. Every setting of the file can be given or overridden by a
+/// flag; without `--config`, the flags must name at least the id, addresses, data directory
+/// and members.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// The node's TOML configuration.
     #[arg(long)]
-    pub config: PathBuf,
-    /// Override the configured node id.
+    pub config: Option<PathBuf>,
+    /// This node's id.
     #[arg(long)]
     pub id: Option<u64>,
-    /// Override the client HTTP listen address.
+    /// Client HTTP listen address.
     #[arg(long)]
     pub http: Option<SocketAddr>,
-    /// Override the peer listen address.
+    /// Peer listen address.
     #[arg(long)]
     pub peer: Option<SocketAddr>,
-    /// Override the data directory.
+    /// Data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A cluster member as `ID=PEER_ADDR,HTTP_ADDR` (repeat for each; replaces the file's list).
+    #[arg(long = "member", value_parser = parse_member)]
+    pub members: Vec<Member>,
+    /// Replicas per key N.
+    #[arg(short = 'n', long)]
+    pub replicas: Option<usize>,
+    /// Default read quorum R.
+    #[arg(short = 'r', long)]
+    pub read_quorum: Option<usize>,
+    /// Default write quorum W.
+    #[arg(short = 'w', long)]
+    pub write_quorum: Option<usize>,
+    /// Partition count Q.
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// `sync` (default) or `buffered` (acknowledge before fsync; weaker).
+    #[arg(long)]
+    pub durability: Option<String>,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
-/// Runs the node until interrupted.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-    let mut config = NodeConfig::load(&args.config)?;
+/// Parses `ID=PEER_ADDR,HTTP_ADDR`.
+fn parse_member(text: &str) -> Result<Member, String> {
+    let err = || format!("expected ID=PEER_ADDR,HTTP_ADDR, got {text:?}");
+    let (id, addrs) = text.split_once('=').ok_or_else(err)?;
+    let (peer, http) = addrs.split_once(',').ok_or_else(err)?;
+    Ok(Member {
+        id: id.parse().map_err(|_| err())?,
+        peer: peer.parse().map_err(|_| err())?,
+        http: http.parse().map_err(|_| err())?,
+        zone: None,
+    })
+}
+
+/// The configuration from the file (if any) with every flag applied.
+fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => {
+            let missing = |what: &str| anyhow::anyhow!("without --config, {what} is required");
+            NodeConfig {
+                id: args.id.ok_or_else(|| missing("--id"))?,
+                http: args.http.ok_or_else(|| missing("--http"))?,
+                peer: args.peer.ok_or_else(|| missing("--peer"))?,
+                data_dir: args.data_dir.clone().ok_or_else(|| missing("--data-dir"))?,
+                partitions: 64,
+                n: 3,
+                r: 2,
+                w: 2,
+                durability: Durability::Sync,
+                request_timeout_ms: 2000,
+                max_value_bytes: 1 << 20,
+                nodes: Vec::new(),
+            }
+        }
+    };
     if let Some(id) = args.id {
         config.id = id;
     }
@@ -43,6 +95,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    if !args.members.is_empty() {
+        config.nodes = args.members;
+    }
+    if let Some(n) = args.replicas {
+        config.n = n;
+    }
+    if let Some(r) = args.read_quorum {
+        config.r = r;
+    }
+    if let Some(w) = args.write_quorum {
+        config.w = w;
+    }
+    if let Some(q) = args.partitions {
+        config.partitions = q;
+    }
+    if let Some(d) = args.durability {
+        config.durability = match d.as_str() {
+            "sync" => Durability::Sync,
+            "buffered" => Durability::Buffered,
+            other => anyhow::bail!("--durability must be sync or buffered, not {other:?}"),
+        };
+    }
+    Ok(config)
+}
+
+/// Runs the node until interrupted.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = configure(args)?;
     let http_addr = config.http;
     let node = shoal::node::start(config).await?;
     let storage = node.storage.clone();
