@@ -12,6 +12,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+/// Prints a line to stdout, ignoring a closed pipe: losing the console must not stop the
+/// cluster or skip its clean shutdown.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Arguments of `shoal dev`.
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -117,13 +126,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         stop(&mut children).await;
         return Err(e);
     }
-    println!(
+    say!(
         "shoal dev: {} nodes, N={n}, data in {}",
         args.nodes,
         args.data.display()
     );
     for m in &members {
-        println!(
+        say!(
             "  node {}: http://{}  (log: {}/n{}/node.log)",
             m.id,
             m.http,
@@ -132,20 +141,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(first) = members.first() {
-        println!(
+        say!(
             "try:  curl -i -X PUT --data hello http://{0}/kv/greeting && curl -i http://{0}/kv/greeting",
             first.http
         );
     }
-    println!("Ctrl-C stops the cluster.");
+    say!("Ctrl-C stops the cluster.");
     tokio::select! {
         _ = super::serve::shutdown_signal() => {}
         exited = wait_any(&mut children) => {
-            eprintln!("shoal dev: node {} exited; stopping the cluster", exited);
+            say!("shoal dev: node {} exited; stopping the cluster", exited);
         }
     }
     stop(&mut children).await;
-    println!("shoal dev: stopped");
+    say!("shoal dev: stopped");
     Ok(())
 }
 
