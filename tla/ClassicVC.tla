@@ -22,7 +22,7 @@ Leq(f, g) == \A s \in Servers : f[s] <= g[s]
 
 Less(f, g) == Leq(f, g) /\ f # g
 
-(* A context covers a version when it dominates the version's clock. *)
+(* A context covers a version when it dominates the version's clock.       *)
 Covers(ctx, vc) == Leq(vc, ctx)
 
 JoinAll(sibs) ==
@@ -34,8 +34,8 @@ Mk(sibs) == [vv |-> JoinAll(sibs), sibs |-> sibs]
 
 Empty == Mk({})
 
-(* Reconciliation keeps every version that no other version's clock      *)
-(* strictly dominates (versions are told apart by their values).          *)
+(* Reconciliation keeps every version that no other version's clock        *)
+(* strictly dominates (versions are told apart by their values).           *)
 Prune(sibs) == {x \in sibs : ~\E y \in sibs : Less(x.id, y.id)}
 
 Sync(a, b) == Mk(Prune(a.sibs \cup b.sibs))
@@ -48,7 +48,7 @@ Update(ctx, S, s, v) ==
         vc == [ctx EXCEPT ![s] = n]
     IN  Mk(Prune(S.sibs \cup {[id |-> vc, val |-> v]}))
 
-(* The context of a read is the merge of the clocks of what was read. *)
+(* The context of a read is the merge of the clocks of what was read.      *)
 Join(S) == S.vv
 
 Values(S) == {x.val : x \in S.sibs}

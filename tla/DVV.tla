@@ -24,7 +24,7 @@ Max2(a, b) == IF a >= b THEN a ELSE b
 
 VVMax(f, g) == [s \in Servers |-> Max2(f[s], g[s])]
 
-(* A context (version vector) covers a dot (s, n) when n <= ctx[s]. *)
+(* A context (version vector) covers a dot (s, n) when n <= ctx[s].        *)
 Covers(ctx, dot) == ctx[dot[1]] >= dot[2]
 
 Empty == [vv |-> Zero, sibs |-> {}]
@@ -47,7 +47,7 @@ Update(ctx, S, s, v) ==
          sibs |-> {x \in S.sibs : ~Covers(ctx, x.id)}
                   \cup {[id |-> dot, val |-> v]}]
 
-(* join(S): the context handed to a client that read S. *)
+(* join(S): the context handed to a client that read S.                    *)
 Join(S) == S.vv
 
 Values(S) == {x.val : x \in S.sibs}

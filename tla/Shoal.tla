@@ -59,7 +59,7 @@ Perms == Permutations(PrefList)
 Quorums == {Q \in SUBSET PrefList : Cardinality(Q) = R}
 
 -----------------------------------------------------------------------------
-(* The clock: a DVVSet, or Dynamo's classic vector clocks. *)
+(* The clock: a DVVSet, or Dynamo's classic vector clocks.                 *)
 
 DVVClock     == INSTANCE DVV WITH Servers <- Servers
 ClassicClock == INSTANCE ClassicVC WITH Servers <- Servers
@@ -82,10 +82,10 @@ IdOf(S, v) == (CHOOSE x \in S.sibs : x.val = v).id
 Reaped(S) == [vv |-> S.vv, sibs |-> {}]
 OnlyTombstones(S) == S.sibs # {} /\ \A x \in S.sibs : x.val.tomb
 
-(* Client c's value: the write is a tombstone when c deletes. *)
+(* Client c's value: the write is a tombstone when c deletes.              *)
 Val(c) == [writer |-> c, tomb |-> c \in Deleters]
 
-(* The merge of the clocks of a set of primaries. *)
+(* The merge of the clocks of a set of primaries.                          *)
 RECURSIVE MergeAll(_)
 MergeAll(Q) ==
     IF Q = {} THEN Empty
@@ -106,7 +106,7 @@ ReapMsg(to, clock) == Msg("reap", to, clock, None, None, None)
 
 (* The coordinator's record of a put: the clock it stored and replicates,  *)
 (* the servers that stored it, the hinted copies it sent (owner, fallback) *)
-(* and whether the record still exists (a crash loses it).  ctx, id and   *)
+(* and whether the record still exists (a crash loses it).  ctx, id and    *)
 (* strict are ghosts for the invariants: the client's context, the write's *)
 (* dot, and whether W primaries (no fallback needed) acknowledged it.      *)
 NoPut == [st |-> "none", coord |-> None, ctx |-> Zero, id |-> None,
@@ -114,7 +114,7 @@ NoPut == [st |-> "none", coord |-> None, ctx |-> Zero, id |-> None,
           strict |-> FALSE]
 NoGet == [result |-> Empty, mustSee |-> {}]
 
-(* Server s's store becomes clk; the ghost gone[s] records what it lost. *)
+(* Server s's store becomes clk; the ghost gone[s] records what it lost.   *)
 SetStore(s, clk) ==
     /\ store' = [store EXCEPT ![s] = clk]
     /\ gone' = [gone EXCEPT ![s] = @ \cup (Values(store[s]) \ Values(clk))]
@@ -133,7 +133,7 @@ Init ==
     /\ reaped = {}
     /\ gone = [s \in Servers |-> {}]
 
-(* Client c gets the key, before its put or after its put was             *)
+(* Client c gets the key, before its put or after its put was              *)
 (* acknowledged.  The coordinator asks the primaries and returns once R of *)
 (* them (the set Q) answered: the merge of their clocks, whose join is the *)
 (* context for a following put.  With read repair it then sends the merge  *)
@@ -214,7 +214,7 @@ Ack(c, t, rest) ==
     ELSE /\ net' = rest
          /\ UNCHANGED <<put, pc>>
 
-(* A running server receives message m. *)
+(* A running server receives message m.                                    *)
 Deliver(m) ==
     /\ m \in net
     /\ m.to \in up
@@ -251,7 +251,7 @@ Deliver(m) ==
               /\ UNCHANGED <<hints, put, pc>>
     /\ UNCHANGED <<up, crashes, drops, get>>
 
-(* Hinted handoff: fallback f offers what it holds for p once p is up. *)
+(* Hinted handoff: fallback f offers what it holds for p once p is up.     *)
 StartHandoff(f, p) ==
     /\ f \in up /\ p \in up
     /\ hints[f][p] # Empty
@@ -259,7 +259,7 @@ StartHandoff(f, p) ==
     /\ net' = net \cup {Handoff(f, p, hints[f][p])}
     /\ UNCHANGED <<store, hints, up, crashes, drops, pc, put, get, reaped, gone>>
 
-(* Anti-entropy: primary b merges what differs from primary a's clock. *)
+(* Anti-entropy: primary b merges what differs from primary a's clock.     *)
 AntiEntropyStep(a, b) ==
     /\ AntiEntropy
     /\ a # b /\ a \in up /\ b \in up
@@ -325,20 +325,20 @@ FairSpec == /\ Spec
             /\ WF_vars(RestartAny)
 
 -----------------------------------------------------------------------------
-(* Invariants *)
+(* Invariants                                                              *)
 
-(* Every clock held by a replica, a hint or a message in flight. *)
+(* Every clock held by a replica, a hint or a message in flight.           *)
 AllClocks == {store[s] : s \in Servers}
              \cup {hints[f][p] : f \in Fallbacks, p \in PrefList}
              \cup {m.clock : m \in net}
 
 Issued == {w \in Clients : put[w].st # "none"}
 
-(* Write w2's context covered write w: w2 meant to replace w. *)
+(* Write w2's context covered write w: w2 meant to replace w.              *)
 Replaces(w2, w) == w2 # w /\ Covers(put[w2].ctx, put[w].id)
 
 (* The writes that are live (held somewhere, or reaped tombstones, which   *)
-(* still stand for the delete) and everything they replace, transitively. *)
+(* still stand for the delete) and everything they replace, transitively.  *)
 Live == {w \in Issued : \E C \in AllClocks : Val(w) \in Values(C)} \cup reaped
 
 RECURSIVE Closure(_, _)
