@@ -103,28 +103,28 @@ fn with_context(mut response: Response, ctx: &VersionVector) -> Response {
     response
 }
 
-async fn call(api: &Api, op: ClientOp) -> ClientReply {
+/// Hands `op` to the core and waits for its answer. `None`: the core did not answer in twice
+/// the request timeout (it is overloaded or stopping).
+async fn call(api: &Api, op: ClientOp) -> Option<ClientReply> {
     let (tx, rx) = oneshot::channel();
     let timeout = Duration::from_millis(api.node.config.request_timeout_ms) * 2;
-    if api
-        .node
+    api.node
         .inputs
         .send(Input::Client { op, reply: tx })
         .await
-        .is_err()
-    {
-        return ClientReply::Unavailable {
-            required: 0,
-            answered: 0,
-        };
-    }
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(reply)) => reply,
-        _ => ClientReply::Unavailable {
-            required: 0,
-            answered: 0,
-        },
-    }
+        .ok()?;
+    tokio::time::timeout(timeout, rx).await.ok()?.ok()
+}
+
+fn no_answer() -> Outcome {
+    (
+        "unavailable",
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node did not answer in time (overloaded or shutting down); a write may still be stored\n",
+        )
+            .into_response(),
+    )
 }
 
 fn unavailable(what: &str, required: usize, answered: usize) -> Response {
@@ -170,7 +170,10 @@ async fn get_inner(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    match call(api, ClientOp::Get { key, r }).await {
+    match call(api, ClientOp::Get { key, r })
+        .await
+        .ok_or_else(no_answer)?
+    {
         ClientReply::Found { values, context } => {
             let status = match values.len() {
                 0 => StatusCode::NOT_FOUND,
@@ -187,7 +190,7 @@ async fn get_inner(
             };
             let response = if json {
                 let body = serde_json::json!({
-                    "context": context.to_context_string(),
+                    "context": (!context.is_empty()).then(|| context.to_context_string()),
                     "values": values.iter().map(|v| base64::engine::general_purpose::STANDARD.encode(v)).collect::<Vec<_>>(),
                 });
                 (
@@ -214,7 +217,7 @@ async fn get_inner(
             Err(("unavailable", unavailable("read", required, answered)))
         }
         ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
-        ClientReply::Stored { .. } => {
+        ClientReply::Stored { .. } | ClientReply::TooLarge(_) => {
             Err(("error", StatusCode::INTERNAL_SERVER_ERROR.into_response()))
         }
     }
@@ -313,6 +316,7 @@ async fn write_inner(
         },
     )
     .await
+    .ok_or_else(no_answer)?
     {
         ClientReply::Stored { context, siblings } => {
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -325,6 +329,10 @@ async fn write_inner(
             Err(("unavailable", unavailable("write", required, answered)))
         }
         ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
+        ClientReply::TooLarge(reason) => Err((
+            "too_many_siblings",
+            (StatusCode::CONFLICT, format!("{reason}\n")).into_response(),
+        )),
         ClientReply::Found { .. } => {
             Err(("error", StatusCode::INTERNAL_SERVER_ERROR.into_response()))
         }

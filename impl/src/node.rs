@@ -34,6 +34,8 @@ pub enum Input {
     Persisted(Vec<PersistId>),
     /// A request for the core's counters.
     Stats(oneshot::Sender<Stats>),
+    /// Stop coordinating writes and answer once every write handed to storage is durable.
+    Drain(oneshot::Sender<()>),
 }
 
 /// Capacity of the core's input queue: when full, HTTP handlers and peer readers wait.
@@ -50,6 +52,21 @@ pub struct NodeHandle {
     pub config: Arc<NodeConfig>,
     /// The database, for metrics.
     pub storage: Storage,
+    /// The actor id of this incarnation.
+    pub actor: NodeId,
+}
+
+impl NodeHandle {
+    /// A clean stop: stop coordinating writes, wait until everything handed to storage is
+    /// durable, then record the stop as clean so the next start keeps this actor id.
+    pub async fn shutdown(&self) -> Result<(), fjall::Error> {
+        let (tx, rx) = oneshot::channel();
+        if self.inputs.send(Input::Drain(tx)).await.is_ok() && rx.await.is_ok() {
+            self.storage.persist_all()?;
+            self.storage.mark_clean(self.actor)?;
+        }
+        Ok(())
+    }
 }
 
 /// Why a node could not start.
@@ -61,9 +78,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    /// The incarnation epoch could not be made durable.
-    #[error("cannot record the node's epoch: {0}")]
-    Epoch(fjall::Error),
+    /// The incarnation's actor id could not be determined or made durable.
+    #[error("cannot set up this incarnation: {0}")]
+    Incarnation(#[from] crate::storage::IncarnationError),
     /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -79,7 +96,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let ring = config.validate()?;
     let me = NodeId(config.id);
     let storage = Storage::open(&config.data_dir)?;
-    let epoch = storage.next_epoch().map_err(StartError::Epoch)?;
+    let actor = storage.incarnation()?;
     let (inputs, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
     let listener = TcpListener::bind(config.peer)
@@ -107,17 +124,18 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         let _ = persisted.blocking_send(Input::Persisted(ids));
     });
 
-    tracing::info!(node = config.id, epoch, "starting");
+    tracing::info!(node = config.id, actor = %actor, "starting");
     let mut core = Core::new(
         me,
-        epoch,
+        actor,
         ring.clone(),
         config.core_config(),
         storage.clone(),
     );
-    tokio::spawn(async move {
+    let core_task = tokio::spawn(async move {
         let epoch = Instant::now();
         let mut clients: HashMap<ClientId, oneshot::Sender<ClientReply>> = HashMap::new();
+        let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
         let mut next_client = 0u64;
         loop {
             let deadline = core
@@ -154,6 +172,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
                             Input::Persisted(ids) => core.handle_persisted(now, ids),
                             Input::Stats(tx) => {
                                 let _ = tx.send(core.stats().clone());
+                            }
+                            Input::Drain(tx) => {
+                                core.set_draining(true);
+                                drained.push(tx);
                             }
                         }
                         taken += 1;
@@ -193,6 +215,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
                     }
                 }
             }
+            if !drained.is_empty() && core.pending_persists() == 0 {
+                for tx in drained.drain(..) {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    // The core task never returns while the node runs; if it panicked, the node could only
+    // answer "unavailable" forever: crash instead, and recover on restart.
+    tokio::spawn(async move {
+        if let Err(e) = core_task.await {
+            tracing::error!(error = %e, "the protocol core stopped; exiting");
+            std::process::exit(70);
         }
     });
 
@@ -201,5 +236,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         ring: Arc::new(ring),
         config: Arc::new(config),
         storage,
+        actor,
     })
 }

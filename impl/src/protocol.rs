@@ -76,6 +76,9 @@ pub enum ClientReply {
     },
     /// The request was refused before any replica was involved.
     Invalid(String),
+    /// The write would leave the key with more siblings or bytes than a clock may hold; the
+    /// client must merge the siblings first. Nothing was stored.
+    TooLarge(String),
 }
 
 /// Messages between nodes.

@@ -10,6 +10,7 @@
 
 use crate::config::Durability;
 use crate::core::{PersistId, Store, StoreError};
+use crate::node_id::NodeId;
 use crate::protocol::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -49,8 +50,22 @@ pub struct WriteJob {
     pub value: Vec<u8>,
 }
 
-/// Key of the incarnation epoch in the `meta` keyspace.
-const EPOCH_KEY: &[u8] = b"epoch";
+/// Key of the current incarnation's actor id in the `meta` keyspace.
+const ACTOR_KEY: &[u8] = b"actor";
+
+/// Present (holding the actor id) only after a clean shutdown of that incarnation.
+const CLEAN_KEY: &[u8] = b"clean";
+
+/// Why the node's incarnation could not be determined.
+#[derive(Debug, thiserror::Error)]
+pub enum IncarnationError {
+    /// The storage engine failed.
+    #[error("storage: {0}")]
+    Storage(#[from] fjall::Error),
+    /// A metadata record has the wrong size: refuse to guess an actor id.
+    #[error("metadata record {0:?} is corrupt; refusing to start with a guessed actor id")]
+    Corrupt(String),
+}
 
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 4096;
@@ -80,19 +95,42 @@ impl Storage {
         })
     }
 
-    /// Bumps and durably stores this node's incarnation epoch, returning the new one. Called
-    /// once per start, before the node serves: writes of this incarnation are named by it.
-    pub fn next_epoch(&self) -> Result<u32, fjall::Error> {
-        let previous = match self.meta.get(EPOCH_KEY)? {
-            Some(bytes) => <[u8; 4]>::try_from(bytes.as_ref())
-                .map(u32::from_be_bytes)
-                .unwrap_or(0),
-            None => 0,
+    /// The actor id this incarnation writes its dots under (see [`crate::core`]): the previous
+    /// one if it shut down cleanly (every write it coordinated durable), else a fresh random
+    /// id. Made durable before it is returned; called once per start, before the node serves.
+    pub fn incarnation(&self) -> Result<NodeId, IncarnationError> {
+        let read = |key: &[u8]| -> Result<Option<u64>, IncarnationError> {
+            match self.meta.get(key)? {
+                None => Ok(None),
+                Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                    .map(|b| Some(u64::from_be_bytes(b)))
+                    .map_err(|_| {
+                        IncarnationError::Corrupt(String::from_utf8_lossy(key).into_owned())
+                    }),
+            }
         };
-        let epoch = previous.wrapping_add(1).max(1);
-        self.meta.insert(EPOCH_KEY, epoch.to_be_bytes())?;
+        let previous = read(ACTOR_KEY)?;
+        let clean = read(CLEAN_KEY)?;
+        let actor = match previous {
+            Some(a) if clean == Some(a) => a,
+            _ => loop {
+                let candidate: u64 = rand::random();
+                if candidate != 0 && Some(candidate) != previous {
+                    break candidate;
+                }
+            },
+        };
+        self.meta.insert(ACTOR_KEY, actor.to_be_bytes())?;
+        self.meta.remove(CLEAN_KEY)?;
         self.db.persist(PersistMode::SyncAll)?;
-        Ok(epoch)
+        Ok(NodeId(actor))
+    }
+
+    /// Records that incarnation `actor` stopped with every write it coordinated durable, so
+    /// the next start may keep its actor id (keys then do not gain a new actor per restart).
+    pub fn mark_clean(&self, actor: NodeId) -> Result<(), fjall::Error> {
+        self.meta.insert(CLEAN_KEY, actor.0.to_be_bytes())?;
+        self.db.persist(PersistMode::SyncAll)
     }
 
     /// Bytes on disk, for metrics.
@@ -164,5 +202,80 @@ impl Store for Storage {
                 .map_err(|e| StoreError::Corrupt(e.to_string())),
             Err(e) => Err(StoreError::Io(e.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_actor_id_survives_only_a_clean_stop() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = {
+            let s = Storage::open(dir.path()).expect("open");
+            s.incarnation().expect("actor")
+        };
+        // Unclean stop (no mark_clean): the next incarnation gets a new actor id.
+        let second = {
+            let s = Storage::open(dir.path()).expect("open");
+            let a = s.incarnation().expect("actor");
+            s.mark_clean(a).expect("mark clean");
+            a
+        };
+        assert_ne!(first, second);
+        // Clean stop: the id is kept, and the clean mark is consumed by the start.
+        let third = {
+            let s = Storage::open(dir.path()).expect("open");
+            s.incarnation().expect("actor")
+        };
+        assert_eq!(second, third);
+        let fourth = {
+            let s = Storage::open(dir.path()).expect("open");
+            s.incarnation().expect("actor")
+        };
+        assert_ne!(third, fourth);
+    }
+
+    #[test]
+    fn a_corrupt_actor_record_refuses_to_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Storage::open(dir.path()).expect("open");
+        s.meta.insert(ACTOR_KEY, b"abc".to_vec()).expect("insert");
+        assert!(matches!(s.incarnation(), Err(IncarnationError::Corrupt(_))));
+    }
+
+    #[test]
+    fn the_writer_reports_writes_only_after_they_are_readable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Storage::open(dir.path()).expect("open");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = s.spawn_writer(Durability::Sync, move |ids| {
+            let _ = tx.send(ids);
+        });
+        let clock = Clock::new(crate::value::Value::Tombstone);
+        for i in 0..100u64 {
+            let job = WriteJob {
+                id: PersistId(i),
+                key: i.to_be_bytes().to_vec(),
+                value: clock.encode(),
+            };
+            writer.send(job).expect("send");
+        }
+        let mut done = Vec::new();
+        while done.len() < 100 {
+            let ids = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("durable");
+            for id in &ids {
+                assert_eq!(
+                    s.load(&id.0.to_be_bytes()).expect("load"),
+                    Some(clock.clone())
+                );
+            }
+            done.extend(ids);
+        }
+        done.sort();
+        assert_eq!(done, (0..100).map(PersistId).collect::<Vec<_>>());
     }
 }

@@ -65,9 +65,24 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Appends one length-prefixed frame to `buf`.
-pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) -> Result<(), postcard::Error> {
+/// Why a frame could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Serialisation failed.
+    #[error("cannot encode: {0}")]
+    Encode(#[from] postcard::Error),
+    /// The frame is larger than a peer accepts; sending it would only make the peer close
+    /// the connection (and lose everything queued behind it).
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+}
+
+/// Appends one length-prefixed frame to `buf`, or nothing if it cannot be sent.
+pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) -> Result<(), FrameError> {
     let body = postcard::to_stdvec(frame)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
     buf.put_u32(body.len() as u32);
     buf.extend_from_slice(&body);
     Ok(())
@@ -192,7 +207,7 @@ pub fn spawn_dialer(me: NodeId, addr: SocketAddr) -> mpsc::Sender<PeerMessage> {
                 }
                 for m in batch {
                     if let Err(e) = encode_frame(&Frame::Message(m), &mut buf) {
-                        tracing::error!(error = %e, "cannot encode a peer message");
+                        tracing::error!(%addr, error = %e, "dropping a peer message");
                     }
                 }
                 if let Err(e) = stream.write_all(&buf).await {

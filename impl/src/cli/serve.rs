@@ -132,7 +132,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = configure(args)?;
     let http_addr = config.http;
     let node = shoal::node::start(config).await?;
-    let storage = node.storage.clone();
+    let handle = node.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
@@ -149,8 +149,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     axum::serve(listener, shoal::http::router(node))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    storage.persist_all()?;
-    tracing::info!("stopped");
+    handle.shutdown().await?;
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 

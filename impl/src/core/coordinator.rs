@@ -77,6 +77,13 @@ impl<S: Store> Core<S> {
                         ClientReply::Invalid(format!("w must be between 1 and N = {n}")),
                     );
                 }
+                if self.draining || self.persists.len() >= super::MAX_PENDING_PERSISTS {
+                    let reply = ClientReply::Unavailable {
+                        required: w,
+                        answered: 0,
+                    };
+                    return self.answer(waiter, reply);
+                }
                 let replicas = self.ring.preference_list(self.ring.partition_of(&key), n);
                 if replicas.contains(&self.id) {
                     self.start_put(now, waiter, key, value, context, w, replicas);
@@ -128,6 +135,20 @@ impl<S: Store> Core<S> {
             }
         };
         let clock = local.update(&context, value, self.actor);
+        if clock.size() > super::MAX_SIBLINGS
+            || super::clock_size_estimate(&clock) > super::MAX_CLOCK_BYTES
+        {
+            return self.answer(
+                waiter,
+                ClientReply::TooLarge(format!(
+                    "the key would hold {} values (limit {}) of about {} bytes (limit {}); read it and write back a merged value with its context",
+                    clock.size(),
+                    super::MAX_SIBLINGS,
+                    super::clock_size_estimate(&clock),
+                    super::MAX_CLOCK_BYTES
+                )),
+            );
+        }
         let reply_context = reply_context(&clock, &context, self.actor);
         let me = self.id;
         let sends: Vec<NodeId> = replicas.iter().copied().filter(|n| *n != me).collect();

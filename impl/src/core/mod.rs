@@ -12,13 +12,23 @@
 //! is emitted only after the shell reported its write durable, and a coordinator counts its
 //! own copy towards `W` only once it is durable.
 //!
-//! **Dots are never reused.** A coordinator names its writes with an *actor id*: the node id
-//! combined with an epoch that the shell bumps and makes durable at every start (as Riak 2.0's
-//! per-vnode epochs do). A coordinator that crashed before its own copy was durable may have
-//! forgotten a dot it already sent to replicas; after the restart it writes under a new actor
-//! id, so it can never issue that dot again for a different value. This is what lets a
-//! coordinator send a new version to the replicas while its own write is still being synced,
-//! keeping one fsync, not two, on a put's critical path.
+//! **Dots are never reused.** A coordinator names its writes with an *actor id* chosen by the
+//! shell for each incarnation of the node: a random 64-bit id, made durable before the node
+//! serves and kept across a restart only when the previous incarnation shut down cleanly with
+//! every write it coordinated durable (as Riak 2.0's per-vnode epochs do). A coordinator that
+//! crashed before its own copy was durable may have forgotten a dot it already sent to
+//! replicas; after the restart it writes under a new actor id, so it can never issue that dot
+//! again for a different value — nor can a rebuilt disk, or a client that forged a context
+//! naming a future actor. This is what lets a coordinator send a new version to the replicas
+//! while its own write is still being synced, keeping one fsync, not two, on a put's critical
+//! path. Request ids are drawn from the actor id too, so a late reply to a request of an
+//! earlier incarnation cannot be mistaken for an answer to a new one.
+//!
+//! **Bounded state.** A write whose result would exceed [`MAX_SIBLINGS`] values or
+//! [`MAX_CLOCK_BYTES`] is refused (the client must merge siblings first), keeping every stored
+//! clock decodable and every message below the transport's frame limit; and when
+//! [`MAX_PENDING_PERSISTS`] writes wait for the disk, new client writes get "unavailable"
+//! instead of growing memory.
 //!
 //! The mechanisms live one per module, named as in the Dynamo paper: [`coordinator`] (quorum
 //! puts and gets, forwarding), [`replica`] (storing and serving a key's clock) and
@@ -102,11 +112,25 @@ pub fn storage_key(partition: u32, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The actor id of node `node` in incarnation `epoch`: the epoch in the high 32 bits, the
-/// node id in the low 32, so actor ids of different nodes and incarnations never collide
-/// (node ids are below 2^32).
-pub fn actor_id(node: NodeId, epoch: u32) -> NodeId {
-    NodeId((u64::from(epoch) << 32) | (node.0 & 0xffff_ffff))
+/// Most values (siblings and tombstones) a write may leave a key with; well below the decoder's
+/// [`crate::dvvset::MAX_VALUES`] so that merging two replicas' clocks stays decodable.
+pub const MAX_SIBLINGS: usize = 1024;
+
+/// Largest estimated encoded size of a key's clock a write may produce: half the transport's
+/// frame limit, so that even the merge of two such clocks travels.
+pub const MAX_CLOCK_BYTES: usize = crate::transport::MAX_FRAME / 2;
+
+/// Writes waiting for the disk beyond which new client writes are refused as unavailable.
+pub const MAX_PENDING_PERSISTS: usize = 64 * 1024;
+
+/// A cheap upper estimate of a clock's encoded size.
+pub fn clock_size_estimate(clock: &Clock) -> usize {
+    clock
+        .values()
+        .iter()
+        .map(|v| v.data().map_or(0, |d| d.len()) + 16)
+        .sum::<usize>()
+        + 24 * clock.ids().len()
 }
 
 /// Something the shell must do on the core's behalf.
@@ -177,8 +201,10 @@ enum AfterPersist {
 /// A node's protocol state. `S` reads durable clocks.
 pub struct Core<S> {
     id: NodeId,
-    /// The id this incarnation writes dots under: see [`actor_id`].
+    /// The id this incarnation writes dots under (see the module documentation).
     actor: NodeId,
+    /// While set, no new write is coordinated here (a clean shutdown is draining).
+    draining: bool,
     ring: Ring,
     config: CoreConfig,
     store: S,
@@ -195,13 +221,14 @@ pub struct Core<S> {
 }
 
 impl<S: Store> Core<S> {
-    /// A core for node `id` in its `epoch`-th incarnation, holding `ring` and reading durable
-    /// clocks from `store`. The shell must have made `epoch` durable, and never start the node
-    /// twice with the same epoch.
-    pub fn new(id: NodeId, epoch: u32, ring: Ring, config: CoreConfig, store: S) -> Self {
+    /// A core for node `id` whose incarnation writes under `actor`, holding `ring` and reading
+    /// durable clocks from `store`. The shell must have made `actor` durable and must never
+    /// reuse it after an unclean stop (see the module documentation).
+    pub fn new(id: NodeId, actor: NodeId, ring: Ring, config: CoreConfig, store: S) -> Self {
         Core {
             id,
-            actor: actor_id(id, epoch),
+            actor,
+            draining: false,
             ring,
             config,
             store,
@@ -210,7 +237,8 @@ impl<S: Store> Core<S> {
             requests: HashMap::new(),
             timers: BTreeSet::new(),
             effects: VecDeque::new(),
-            next_request: 1,
+            // The actor id's low half, shifted up: distinct per incarnation (see module doc).
+            next_request: actor.0 << 32 | 1,
             next_persist: 1,
             stats: Stats::default(),
         }
@@ -239,6 +267,18 @@ impl<S: Store> Core<S> {
     /// Counters for metrics.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Writes handed to the shell that it has not yet reported durable.
+    pub fn pending_persists(&self) -> usize {
+        self.persists.len()
+    }
+
+    /// Stops (or resumes) coordinating writes: a clean shutdown drains until
+    /// [`Core::pending_persists`] is zero, after which every dot this incarnation issued is
+    /// durable here and its actor id may be reused.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
     }
 
     /// Requests still in flight (coordinated here or forwarded from here).
@@ -384,7 +424,7 @@ impl<S: Store> Core<S> {
 
     fn new_request(&mut self, now: Time, waiter: Waiter, kind: coordinator::Kind) -> RequestId {
         let req = self.next_request;
-        self.next_request += 1;
+        self.next_request = self.next_request.wrapping_add(1);
         let deadline = now + self.config.request_timeout;
         self.timers.insert((deadline, req));
         self.requests.insert(

@@ -36,7 +36,13 @@ impl Sim {
         let nodes = (1..=nodes)
             .map(|i| {
                 let store = MemStore::default();
-                let core = Core::new(NodeId(i), 1, ring.clone(), config.clone(), store.clone());
+                let core = Core::new(
+                    NodeId(i),
+                    NodeId(100 + i),
+                    ring.clone(),
+                    config.clone(),
+                    store.clone(),
+                );
                 (NodeId(i), (core, store))
             })
             .collect();
@@ -256,7 +262,7 @@ fn a_restarted_node_never_reuses_a_dot_it_forgot() {
     // It restarts with the next epoch and an empty memory; its store never got the write.
     let ring = sim.core(1).ring().clone();
     let store = sim.nodes[&NodeId(1)].1.clone();
-    let restarted = Core::new(NodeId(1), 2, ring, CoreConfig::default(), store);
+    let restarted = Core::new(NodeId(1), NodeId(201), ring, CoreConfig::default(), store);
     assert_ne!(restarted.actor(), sim.core(1).actor());
     sim.nodes.get_mut(&NodeId(1)).expect("node").0 = restarted;
     sim.client(1, 2, put("k", "second", VersionVector::new()));
@@ -425,4 +431,99 @@ fn messages_from_strangers_and_oversized_keys_are_ignored() {
     sim.drain();
     assert!(sim.network.is_empty());
     assert_eq!(sim.core(1).stats().rejected_messages, 2);
+}
+
+#[test]
+fn a_late_reply_to_an_earlier_incarnation_is_not_taken_for_a_new_answer() {
+    let mut sim = Sim::new(
+        3,
+        CoreConfig {
+            r: 3,
+            ..CoreConfig::default()
+        },
+    );
+    sim.client(2, 1, put("y", "why", VersionVector::new()));
+    sim.client(2, 2, put("x", "ex", VersionVector::new()));
+    sim.run(&[]);
+    // Node 1 asks for x; the answers are still in flight when it restarts.
+    sim.client(1, 3, get("x"));
+    let late = std::mem::take(&mut sim.network);
+    let ring = sim.core(1).ring().clone();
+    let store = sim.nodes[&NodeId(1)].1.clone();
+    let config = CoreConfig {
+        r: 3,
+        ..CoreConfig::default()
+    };
+    sim.nodes.get_mut(&NodeId(1)).expect("node").0 =
+        Core::new(NodeId(1), NodeId(301), ring, config, store);
+    // The new incarnation asks for y, then the old question's answers arrive.
+    sim.client(1, 4, get("y"));
+    for (from, to, msg) in late {
+        let now = sim.now;
+        sim.nodes
+            .get_mut(&to)
+            .expect("node")
+            .0
+            .handle_peer(now, from, msg);
+    }
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(4))).0, vec!["why"]);
+}
+
+#[test]
+fn a_write_that_would_exceed_the_sibling_limit_is_refused_and_stores_nothing() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    for i in 0..MAX_SIBLINGS {
+        sim.client(
+            1,
+            i as u64,
+            put("k", &format!("v{i}"), VersionVector::new()),
+        );
+        sim.run(&[]);
+    }
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    let before = sim.nodes[&NodeId(1)]
+        .1
+        .load(&skey)
+        .expect("load")
+        .expect("stored");
+    assert_eq!(before.size(), MAX_SIBLINGS);
+    sim.client(1, 99_999, put("k", "one too many", VersionVector::new()));
+    assert!(matches!(
+        sim.replies.get(&ClientId(99_999)),
+        Some(ClientReply::TooLarge(_))
+    ));
+    assert!(sim.pending.is_empty() && sim.network.is_empty());
+    // A write that merges them (its context covers every sibling) is accepted.
+    sim.client(1, 100_000, get("k"));
+    sim.run(&[]);
+    let (_, ctx) = found(sim.replies.get(&ClientId(100_000)));
+    sim.client(1, 100_001, put("k", "merged", ctx));
+    sim.run(&[]);
+    assert!(matches!(
+        sim.replies.get(&ClientId(100_001)),
+        Some(ClientReply::Stored { siblings: 1, .. })
+    ));
+}
+
+#[test]
+fn a_draining_node_refuses_new_writes_and_reports_when_all_are_durable() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    assert_eq!(sim.core(1).pending_persists(), 1);
+    sim.core(1).set_draining(true);
+    sim.client(1, 2, put("k", "late", VersionVector::new()));
+    assert_eq!(
+        sim.replies.get(&ClientId(2)),
+        Some(&ClientReply::Unavailable {
+            required: 2,
+            answered: 0
+        })
+    );
+    sim.run(&[]);
+    assert_eq!(sim.core(1).pending_persists(), 0);
+    assert!(matches!(
+        sim.replies.get(&ClientId(1)),
+        Some(ClientReply::Stored { .. })
+    ));
 }
