@@ -1,0 +1,139 @@
+//! The actor type stateright runs: a server or a client, sharing message and storage types.
+
+use crate::client::{Client, ClientState};
+use crate::config::{Op, Settings};
+use crate::msg::Msg;
+use crate::server::{Server, ServerState, Store};
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Actor, Id, Out};
+use stateright::{Rewrite, RewritePlan};
+use std::borrow::Cow;
+
+/// The timers: all carry no request name, so symmetry reduction never has to rewrite them.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum Timer {
+    /// A server's coordinations time out (all at once: one timer per server).
+    Coordination,
+    /// A server offers its hints to their owners.
+    Handoff,
+    /// A server pushes its changed keys to its peers.
+    AntiEntropy,
+    /// A client gives up on its request.
+    Client,
+}
+
+/// One actor of the model.
+#[derive(Clone, Debug)]
+pub enum Wiring {
+    /// A server with the configuration.
+    Server(Settings),
+    /// A client with the configuration and its script.
+    Client(Settings, Vec<Op>),
+}
+
+/// An actor's state. Servers order before clients and by ring index among themselves, so the
+/// sorting that stateright's symmetry reduction does permutes only clients.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum State {
+    /// A server's state.
+    Server(ServerState),
+    /// A client's state.
+    Client(ClientState),
+}
+
+impl Rewrite<Id> for State {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        match self {
+            State::Server(s) => State::Server(s.rewrite(plan)),
+            State::Client(c) => State::Client(c.rewrite(plan)),
+        }
+    }
+}
+
+/// Runs `f` on the inner state, writing back only if it changed (keeps no-ops detectable).
+fn with_inner<T: Clone + PartialEq, F>(
+    st: &mut Cow<State>,
+    get: fn(&State) -> Option<&T>,
+    wrap: fn(T) -> State,
+    f: F,
+) where
+    F: FnOnce(&mut Cow<T>),
+{
+    let Some(inner) = get(st) else {
+        return;
+    };
+    let mut cow = Cow::Borrowed(inner);
+    f(&mut cow);
+    if let Cow::Owned(next) = cow {
+        *st = Cow::Owned(wrap(next));
+    }
+}
+
+fn as_server(s: &State) -> Option<&ServerState> {
+    match s {
+        State::Server(s) => Some(s),
+        State::Client(_) => None,
+    }
+}
+
+fn as_client(s: &State) -> Option<&ClientState> {
+    match s {
+        State::Client(c) => Some(c),
+        State::Server(_) => None,
+    }
+}
+
+impl Actor for Wiring {
+    type Msg = Msg;
+    type Timer = Timer;
+    type State = State;
+    type Storage = Store;
+    type Random = Id;
+
+    fn on_start(&self, id: Id, storage: &Option<Store>, o: &mut Out<Self>) -> State {
+        match self {
+            Wiring::Server(cfg) => {
+                let me = u8::try_from(usize::from(id)).unwrap_or(u8::MAX);
+                State::Server(Server { cfg }.start(me, storage, o))
+            }
+            Wiring::Client(cfg, script) => State::Client(Client { cfg }.start(script, o)),
+        }
+    }
+
+    fn on_msg(&self, id: Id, st: &mut Cow<State>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        match self {
+            Wiring::Server(cfg) => with_inner(st, as_server, State::Server, |s| {
+                Server { cfg }.on_msg(s, src, msg, o)
+            }),
+            Wiring::Client(cfg, _) => with_inner(st, as_client, State::Client, |c| {
+                Client { cfg }.on_msg(c, id, msg, o)
+            }),
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, st: &mut Cow<State>, timer: &Timer, o: &mut Out<Self>) {
+        match self {
+            Wiring::Server(cfg) => with_inner(st, as_server, State::Server, |s| {
+                Server { cfg }.on_timeout(s, timer, o)
+            }),
+            Wiring::Client(cfg, _) => with_inner(st, as_client, State::Client, |c| {
+                Client { cfg }.on_timeout(c, o)
+            }),
+        }
+    }
+
+    fn on_random(&self, id: Id, st: &mut Cow<State>, random: &Id, o: &mut Out<Self>) {
+        if let Wiring::Client(cfg, _) = self {
+            with_inner(st, as_client, State::Client, |c| {
+                Client { cfg }.on_choice(c, id, *random, o)
+            });
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Wiring::Server(_) => "server".into(),
+            Wiring::Client(..) => "client".into(),
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Named configurations: the sizes, faults and features of one exhaustive check.
+//!
+//! Every mechanism is a switch so that small configurations stay exhaustively checkable: a
+//! configuration turns on only what it means to exercise. The `ci` set is what the tests pin
+//! and CI runs (every property, every fault, each in some configuration); `large` ones are
+//! run by hand (`check <name>`), with their measured sizes in the README.
+
+use crate::mutation::Mutation;
+use crate::ring::Ring;
+use crate::value::Key;
+use crate::version::Clock;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One operation of a client's script.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum Op {
+    /// Read the key (and remember its context).
+    Get(Key),
+    /// Write with the context of the client's last get of the key (blind if none).
+    Put(Key),
+    /// Write with an empty context: concurrent with everything.
+    Blind(Key),
+    /// Delete with the context of the client's last get of the key.
+    Delete(Key),
+}
+
+impl Op {
+    /// The key the operation is on.
+    pub fn key(self) -> Key {
+        match self {
+            Op::Get(k) | Op::Put(k) | Op::Blind(k) | Op::Delete(k) => k,
+        }
+    }
+
+    /// Parses `get0`, `put1`, `blind0`, `del0`.
+    pub fn parse(s: &str) -> Option<Op> {
+        let (name, key) = s.split_at(s.find(|c: char| c.is_ascii_digit())?);
+        let key: Key = key.parse().ok()?;
+        Some(match name {
+            "get" => Op::Get(key),
+            "put" => Op::Put(key),
+            "blind" => Op::Blind(key),
+            "del" => Op::Delete(key),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Get(k) => write!(f, "get{k}"),
+            Op::Put(k) => write!(f, "put{k}"),
+            Op::Blind(k) => write!(f, "blind{k}"),
+            Op::Delete(k) => write!(f, "del{k}"),
+        }
+    }
+}
+
+/// What every actor needs to know about the configuration (copied into each actor).
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub struct Settings {
+    /// The ring and replication factor `N`.
+    pub ring: Ring,
+    /// Replies a get waits for.
+    pub r: u8,
+    /// Durable stores a put waits for.
+    pub w: u8,
+    /// How many nodes of a key's preference list a client may choose as coordinator.
+    pub coordinators: u8,
+    /// The clock scheme.
+    pub clock: Clock,
+    /// Sloppy quorum with hinted handoff.
+    pub sloppy: bool,
+    /// Read repair after gets.
+    pub read_repair: bool,
+    /// Anti-entropy between replicas.
+    pub anti_entropy: bool,
+    /// Reaping of tombstones once all N replicas hold them.
+    pub reap: bool,
+    /// Clients give up on a request after a timeout (needed when requests or replies can be
+    /// dropped; without drops every message arrives, if need be after its receiver recovers).
+    pub client_timeouts: bool,
+    /// Coordinators time out (suspecting silent replicas, going sloppy or failing). Off in
+    /// fault-free configurations to keep them small; a timeout is then never needed.
+    pub timeouts: bool,
+    /// Coordinators remember the last request of each client so a duplicated request is not
+    /// executed twice (only needed, and only on, when the network duplicates).
+    pub dedup: bool,
+    /// A deliberate bug, if any.
+    pub mutation: Option<Mutation>,
+}
+
+impl Settings {
+    /// Whether the deliberate bug `m` is switched on.
+    pub fn mutated(&self, m: Mutation) -> bool {
+        self.mutation == Some(m)
+    }
+}
+
+/// A complete, named configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The name on the command line.
+    pub name: String,
+    /// What the actors need.
+    pub settings: Settings,
+    /// One script per client.
+    pub scripts: Vec<Vec<Op>>,
+    /// The network may drop messages.
+    pub lossy: bool,
+    /// The network may deliver a message more than once.
+    pub duplicating: bool,
+    /// How many server crashes a run may contain in total.
+    pub crashes: u8,
+    /// At most this many messages in flight, if set. Spaces are finite without it (scripts and
+    /// crashes are bounded, anti-entropy and handoff only follow changes); a bound prunes
+    /// runs, and a pruned state looks terminal to `Eventually`, so CI configurations set none.
+    pub max_network: Option<usize>,
+}
+
+impl Config {
+    /// Whether the run can lose nothing: no crash, no drop, no sloppy write. With `R + W > N`
+    /// this is when a get must see every put acknowledged before it started.
+    pub fn strict_quorum(&self) -> bool {
+        let s = &self.settings;
+        s.r + s.w > s.ring.n && self.crashes == 0 && !s.sloppy
+    }
+
+    /// Whether a quiescent state must be converged: every message is eventually delivered.
+    pub fn converges(&self) -> bool {
+        !self.lossy && !self.duplicating
+    }
+
+    /// Number of servers.
+    pub fn servers(&self) -> usize {
+        usize::from(self.settings.ring.servers)
+    }
+
+    /// Keys used by the scripts.
+    pub fn keys(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.scripts.iter().flatten().map(|op| op.key()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Checks the configuration is one the model supports.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.settings;
+        let n = s.ring.n;
+        if !(2..=5).contains(&s.ring.servers) || n == 0 || n > s.ring.servers {
+            return Err(format!(
+                "need 2..=5 servers and 1 <= N <= servers, got {s:?}"
+            ));
+        }
+        if s.r == 0 || s.r > n || s.w == 0 || s.w > n {
+            return Err(format!("R and W must be within 1..=N={n}"));
+        }
+        if s.coordinators == 0 || s.coordinators > n {
+            return Err("coordinators must be within 1..=N".into());
+        }
+        if self.scripts.is_empty() || self.scripts.len() > 4 {
+            return Err("need 1 to 4 clients".into());
+        }
+        if self.keys().iter().any(|&k| k >= s.ring.servers) {
+            return Err("keys must be below the number of servers".into());
+        }
+        if s.reap && s.clock == Clock::Classic {
+            return Err("reaping needs the DVVSet's causal context".into());
+        }
+        Ok(())
+    }
+}
+
+fn script(ops: &[&str]) -> Vec<Op> {
+    ops.iter()
+        .map(|s| Op::parse(s).unwrap_or_else(|| panic!("bad op {s}")))
+        .collect()
+}
+
+struct Builder(Config);
+
+impl Builder {
+    fn new(name: &str, servers: u8, n: u8, r: u8, w: u8, clients: &[&[&str]]) -> Builder {
+        Builder(Config {
+            name: name.into(),
+            settings: Settings {
+                ring: Ring { servers, n },
+                r,
+                w,
+                coordinators: 1,
+                clock: Clock::Dvv,
+                sloppy: false,
+                read_repair: false,
+                anti_entropy: false,
+                reap: false,
+                client_timeouts: false,
+                timeouts: false,
+                dedup: false,
+                mutation: None,
+            },
+            scripts: clients.iter().map(|c| script(c)).collect(),
+            lossy: false,
+            duplicating: false,
+            crashes: 0,
+            max_network: None,
+        })
+    }
+    fn with(mut self, f: impl FnOnce(&mut Config)) -> Builder {
+        f(&mut self.0);
+        self
+    }
+    fn done(mut self) -> Config {
+        let c = &mut self.0;
+        c.settings.client_timeouts = c.lossy;
+        c.settings.timeouts |= c.settings.client_timeouts || c.settings.sloppy;
+        c.settings.dedup = c.duplicating;
+        self.0
+    }
+}
+
+/// The configurations CI checks exhaustively (pinned in `tests/`).
+pub fn ci() -> Vec<Config> {
+    vec![
+        // The lost update of Dynamo's clock: two blind writes through one coordinator.
+        Builder::new("classic", 3, 3, 1, 1, &[&["blind0"], &["blind0"]])
+            .with(|c| c.settings.clock = Clock::Classic)
+            .done(),
+        // A write and a read through different coordinators: R + W > N makes the read see it.
+        Builder::new("quorum", 3, 3, 2, 2, &[&["blind0"], &["get0"]])
+            .with(|c| c.settings.coordinators = 2)
+            .done(),
+        // The same scenario with DVVSets, plus reads: siblings instead of a lost write.
+        Builder::new(
+            "siblings",
+            3,
+            3,
+            2,
+            2,
+            &[&["blind0", "get0"], &["blind0", "get0"]],
+        )
+        .done(),
+        // Read-modify-write and delete over a network that duplicates and reorders.
+        Builder::new(
+            "duplicating",
+            3,
+            2,
+            1,
+            2,
+            &[&["get0", "put0"], &["get0", "del0"]],
+        )
+        .with(|c| c.duplicating = true)
+        .done(),
+        // The same over a network that drops: timeouts, failed puts, clients giving up.
+        Builder::new("lossy", 3, 2, 1, 2, &[&["get0", "put0"], &["blind0"]])
+            .with(|c| c.lossy = true)
+            .done(),
+        // A crash and recovery anywhere, with a quorum read afterwards.
+        Builder::new("crash", 3, 3, 2, 2, &[&["put0", "get0"], &["blind0"]])
+            .with(|c| {
+                c.crashes = 1;
+                c.settings.coordinators = 2;
+            })
+            .done(),
+        // Every fault at once: drops, duplicates, a crash.
+        Builder::new("chaos", 3, 2, 1, 2, &[&["blind0"], &["blind0"]])
+            .with(|c| {
+                c.lossy = true;
+                c.duplicating = true;
+                c.crashes = 1;
+            })
+            .done(),
+        // Sloppy quorum and hinted handoff on four servers, with a detector that may be wrong.
+        Builder::new("sloppy", 4, 2, 1, 2, &[&["blind0"], &["blind0"]])
+            .with(|c| {
+                c.settings.sloppy = true;
+                c.crashes = 1;
+            })
+            .done(),
+        // Read repair with R < N so stale replicas answer.
+        Builder::new("repair", 3, 3, 2, 1, &[&["blind0", "get0"], &["get0"]])
+            .with(|c| c.settings.read_repair = true)
+            .done(),
+        // A delete, its tombstone reaped, anti-entropy between replicas.
+        Builder::new(
+            "reap",
+            3,
+            2,
+            1,
+            2,
+            &[&["blind0", "get0", "del0"], &["blind0"]],
+        )
+        .with(|c| {
+            c.settings.reap = true;
+            c.settings.anti_entropy = true;
+        })
+        .done(),
+        // W = 1 leaves replicas behind; anti-entropy brings them up; R = 3 reads meanwhile.
+        Builder::new("entropy", 3, 3, 3, 1, &[&["blind0"], &["blind0"]])
+            .with(|c| c.settings.anti_entropy = true)
+            .done(),
+    ]
+}
+
+/// Larger configurations, run by hand; their sizes are in the README.
+pub fn large() -> Vec<Config> {
+    vec![
+        // Read-modify-write and delete under message loss.
+        Builder::new(
+            "lossy-rmw",
+            3,
+            2,
+            1,
+            2,
+            &[&["get0", "put0"], &["get0", "del0"]],
+        )
+        .with(|c| c.lossy = true)
+        .done(),
+        // Every availability mechanism at once, with a crash, on four servers and two keys.
+        Builder::new(
+            "large",
+            4,
+            2,
+            1,
+            2,
+            &[&["blind0", "get0", "del0"], &["blind1", "get0"]],
+        )
+        .with(|c| {
+            c.settings.sloppy = true;
+            c.settings.read_repair = true;
+            c.settings.anti_entropy = true;
+            c.settings.reap = true;
+            c.crashes = 1;
+        })
+        .done(),
+    ]
+}
+
+/// Every named configuration.
+pub fn all() -> Vec<Config> {
+    let mut all = ci();
+    all.extend(large());
+    all
+}
+
+/// The configuration called `name`.
+pub fn named(name: &str) -> Option<Config> {
+    all().into_iter().find(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_configuration_is_valid_and_unique() {
+        let all = all();
+        for c in &all {
+            c.validate().unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            assert_eq!(all.iter().filter(|d| d.name == c.name).count(), 1);
+        }
+    }
+
+    #[test]
+    fn ops_parse_and_print_back() {
+        for s in ["get0", "put1", "blind0", "del1"] {
+            assert_eq!(Op::parse(s).map(|o| o.to_string()).as_deref(), Some(s));
+        }
+        assert_eq!(Op::parse("frob0"), None);
+        assert_eq!(Op::parse("get"), None);
+    }
+
+    #[test]
+    fn strict_quorum_needs_intersection_and_no_loss() {
+        let c = named("entropy").unwrap_or_else(|| unreachable!());
+        assert!(c.strict_quorum());
+        let mut d = c.clone();
+        d.settings.r = 1;
+        assert!(!d.strict_quorum());
+        let mut e = c;
+        e.crashes = 1;
+        assert!(!e.strict_quorum());
+    }
+}

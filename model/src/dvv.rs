@@ -1,0 +1,246 @@
+//! The model's plain dotted version vector set (DVVSet) and the classic Dynamo vector clock.
+//!
+//! A DVVSet (Preguiça, Baquero, Almeida et al., "Dotted Version Vectors: Logical Clocks for
+//! Optimistic Replication", 2010; the `dvvset` used by Riak 2.0) stores, for one key, a
+//! *causal context* — a version vector `vv` — and the concurrent values (siblings), each tagged
+//! by the *dot* `(node, counter)` of the write that created it. Invariant: every sibling's dot is
+//! covered by `vv` (`dot.1 <= vv[dot.0]`), and a dot covered by `vv` but absent from the
+//! siblings was superseded. Here it is written in the plainest form, one ordered map of dots to
+//! values plus one ordered map for the vector, so that it is obviously right; Almeida's compact
+//! per-node lists are an encoding of the same thing.
+//!
+//! - `sync(a, b)` keeps a sibling of either side unless the other side covers its dot without
+//!   holding it (then it was superseded there); the vectors are joined pointwise.
+//! - `update(local, ctx, node, v)` is a coordinator's put: siblings covered by the client's
+//!   context `ctx` are replaced, the others stay as concurrent, and `v` gets the next dot of
+//!   `node` — larger than any counter of `node` that `local` or `ctx` has seen.
+//! - `less(a, b)`: `a`'s causal context is covered by `b`'s and differs.
+//!
+//! The classic scheme (`Classic`) is Dynamo's (DeCandia et al. 2007, §4.4) as Riak used it
+//! before 2.0 with per-vnode clocks: each sibling carries its own vector clock; a put's clock is
+//! the client's context with the coordinator's entry set to one more than the largest it has
+//! stored for the key; a sibling dominated by another clock is discarded. Two clients writing
+//! through one coordinator with the same context get comparable clocks for concurrent writes,
+//! so one write silently replaces the other: the lost update the checker must find.
+
+use crate::value::{Ctx, Val};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A server index on the ring; dots and clock entries are indexed by it.
+pub type Node = u8;
+/// The identity of one write event: the coordinator that created it and its counter there.
+pub type Dot = (Node, u8);
+
+/// Whether the version vector `vv` covers `dot`.
+pub fn covers(vv: &Ctx, dot: Dot) -> bool {
+    vv.get(&dot.0).is_some_and(|&n| n >= dot.1)
+}
+
+/// Pointwise maximum of two version vectors.
+pub fn join(a: &Ctx, b: &Ctx) -> Ctx {
+    let mut out = a.clone();
+    for (&n, &c) in b {
+        let e = out.entry(n).or_insert(0);
+        *e = (*e).max(c);
+    }
+    out
+}
+
+/// Whether every entry of `a` is at most the entry of `b` (`a` happened before or equals `b`).
+pub fn leq(a: &Ctx, b: &Ctx) -> bool {
+    a.iter().all(|(n, &c)| b.get(n).is_some_and(|&d| d >= c))
+}
+
+/// The model's DVVSet: a causal context and the siblings keyed by their dots.
+#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct DvvSet {
+    /// Causal context: for each node, the largest counter of its writes that this set has seen.
+    pub vv: Ctx,
+    /// The concurrent values, each tagged by the dot of the write that created it.
+    #[serde(with = "crate::pairs")]
+    pub siblings: BTreeMap<Dot, Val>,
+}
+
+impl DvvSet {
+    /// Merges two replicas' sets: the join in the DVVSet lattice.
+    pub fn sync(&self, other: &DvvSet) -> DvvSet {
+        let keep = |from: &DvvSet, against: &DvvSet| {
+            from.siblings
+                .iter()
+                .filter(|(d, _)| !covers(&against.vv, **d) || against.siblings.contains_key(d))
+                .map(|(d, v)| (*d, *v))
+                .collect::<Vec<_>>()
+        };
+        let mut siblings: BTreeMap<Dot, Val> = keep(self, other).into_iter().collect();
+        siblings.extend(keep(other, self));
+        DvvSet {
+            vv: join(&self.vv, &other.vv),
+            siblings,
+        }
+    }
+
+    /// A coordinator's put of `val` with the client's context `ctx` at `node`.
+    pub fn update(&self, ctx: &Ctx, node: Node, val: Val) -> DvvSet {
+        let seen = self
+            .vv
+            .get(&node)
+            .copied()
+            .unwrap_or(0)
+            .max(ctx.get(&node).copied().unwrap_or(0));
+        let dot = (node, seen + 1);
+        let mut siblings: BTreeMap<Dot, Val> = self
+            .siblings
+            .iter()
+            .filter(|(d, _)| !covers(ctx, **d))
+            .map(|(d, v)| (*d, *v))
+            .collect();
+        siblings.insert(dot, val);
+        let mut vv = join(&self.vv, ctx);
+        vv.insert(node, dot.1);
+        DvvSet { vv, siblings }
+    }
+
+    /// The context handed to a client: the causal context, which covers every sibling.
+    pub fn context(&self) -> Ctx {
+        self.vv.clone()
+    }
+
+    /// Whether `self` is strictly older than `other`.
+    pub fn less(&self, other: &DvvSet) -> bool {
+        leq(&self.vv, &other.vv) && self.vv != other.vv
+    }
+
+    /// The set with its siblings removed and its causal context kept: a reaped tombstone.
+    pub fn reaped(&self) -> DvvSet {
+        DvvSet {
+            vv: self.vv.clone(),
+            siblings: BTreeMap::new(),
+        }
+    }
+}
+
+/// Dynamo's original versions: each sibling with its own vector clock.
+#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Classic {
+    /// The siblings, each with the vector clock the coordinator gave it.
+    #[serde(with = "crate::pairs")]
+    pub siblings: BTreeMap<Val, Ctx>,
+}
+
+impl Classic {
+    /// Keeps every sibling that no other sibling's clock strictly dominates.
+    fn prune(all: BTreeMap<Val, Ctx>) -> Classic {
+        let siblings = all
+            .iter()
+            .filter(|(_, c)| !all.values().any(|d| leq(c, d) && *c != d))
+            .map(|(v, c)| (*v, c.clone()))
+            .collect();
+        Classic { siblings }
+    }
+
+    /// Merges two replicas' sibling sets, discarding dominated clocks.
+    pub fn sync(&self, other: &Classic) -> Classic {
+        let mut all = self.siblings.clone();
+        all.extend(other.siblings.iter().map(|(v, c)| (*v, c.clone())));
+        Classic::prune(all)
+    }
+
+    /// A coordinator's put: the context incremented at `node`, past anything stored locally.
+    pub fn update(&self, ctx: &Ctx, node: Node, val: Val) -> Classic {
+        let local = self
+            .siblings
+            .values()
+            .filter_map(|c| c.get(&node).copied())
+            .max()
+            .unwrap_or(0);
+        let mut clock = ctx.clone();
+        clock.insert(node, local.max(ctx.get(&node).copied().unwrap_or(0)) + 1);
+        let mut all = self.siblings.clone();
+        all.insert(val, clock);
+        Classic::prune(all)
+    }
+
+    /// The context handed to a client: the join of the siblings' clocks.
+    pub fn context(&self) -> Ctx {
+        self.siblings
+            .values()
+            .fold(Ctx::new(), |acc, c| join(&acc, c))
+    }
+
+    /// The sibling values.
+    pub fn values(&self) -> BTreeSet<Val> {
+        self.siblings.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stateright::actor::Id;
+
+    fn val(client: usize, seq: u8) -> Val {
+        Val {
+            client: Id::from(client),
+            seq,
+            key: 0,
+            tomb: false,
+        }
+    }
+
+    #[test]
+    fn concurrent_puts_through_one_coordinator_become_siblings() {
+        let empty = DvvSet::default();
+        let a = empty.update(&Ctx::new(), 0, val(5, 1));
+        let b = a.update(&Ctx::new(), 0, val(6, 1));
+        assert_eq!(b.siblings.len(), 2);
+        assert_eq!(b.vv, Ctx::from([(0, 2)]));
+    }
+
+    #[test]
+    fn put_with_context_replaces_exactly_what_it_covers() {
+        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
+        let ctx = a.context();
+        let b = a.update(&Ctx::new(), 1, val(6, 1));
+        let c = b.update(&ctx, 1, val(5, 2));
+        let vals: Vec<Val> = c.siblings.values().copied().collect();
+        assert_eq!(vals, vec![val(6, 1), val(5, 2)]);
+    }
+
+    #[test]
+    fn sync_drops_superseded_and_keeps_concurrent() {
+        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
+        let newer = a.update(&a.context(), 0, val(5, 2));
+        let other = DvvSet::default().update(&Ctx::new(), 1, val(6, 1));
+        let merged = a.sync(&newer).sync(&other);
+        assert_eq!(merged.siblings.len(), 2);
+        assert!(!merged.siblings.values().any(|v| *v == val(5, 1)));
+        assert_eq!(
+            merged,
+            other.sync(&newer).sync(&a),
+            "sync is commutative here"
+        );
+        assert_eq!(merged.sync(&merged), merged, "sync is idempotent");
+        assert!(a.less(&newer) && !newer.less(&a));
+    }
+
+    #[test]
+    fn a_reaped_set_still_shadows_what_it_deleted() {
+        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
+        let reaped = a.reaped();
+        assert_eq!(a.sync(&reaped), reaped);
+    }
+
+    #[test]
+    fn classic_clock_loses_a_concurrent_write_through_one_coordinator() {
+        let a = Classic::default().update(&Ctx::new(), 0, val(5, 1));
+        let b = a.update(&Ctx::new(), 0, val(6, 1));
+        assert_eq!(b.values(), BTreeSet::from([val(6, 1)]));
+        let c = Classic::default().update(&Ctx::new(), 1, val(6, 1));
+        assert_eq!(
+            a.sync(&c).values().len(),
+            2,
+            "different coordinators: siblings"
+        );
+    }
+}

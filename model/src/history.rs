@@ -1,0 +1,208 @@
+//! Ghost history: what clients wrote and were told, recorded from messages as they pass.
+//!
+//! The properties need facts no single state shows: which writes were acknowledged, what each
+//! write meant to supersede (the values its context was read from), which tombstones were
+//! reaped, and what was acknowledged when a get started. stateright keeps such auxiliary
+//! variables in the model's history, updated from messages sent and received (Lamport's
+//! auxiliary variables); no actor ever reads it.
+
+use crate::config::Config;
+use crate::msg::Msg;
+use crate::value::{Key, ReqId, Val};
+use serde::Serialize;
+use stateright::actor::{Envelope, Id};
+use stateright::{Rewrite, RewritePlan};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The model's auxiliary variables.
+#[derive(Clone, Debug, Default, Eq, Hash, PartialEq, Serialize)]
+pub struct History {
+    /// Every write issued, with the values its context was read from (what it supersedes).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub writes: BTreeMap<Val, BTreeSet<Val>>,
+    /// Writes whose coordinator sent `PutOk`.
+    pub acked: BTreeSet<Val>,
+    /// Tombstones reaped somewhere: they still supersede what they deleted.
+    pub reaped: BTreeSet<Val>,
+    /// For gets in progress (strict-quorum configurations only): the writes to the key that
+    /// were acknowledged when the get was sent.
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub get_starts: BTreeMap<ReqId, BTreeSet<Val>>,
+    /// A get returned neither an earlier acknowledged write nor a successor of it.
+    pub stale_read: bool,
+    /// A hint reached its owner.
+    pub handed_off: bool,
+    /// Read repair changed a replica.
+    pub repaired: bool,
+    /// A put was answered with `Fail`.
+    pub put_failed: bool,
+}
+
+impl Rewrite<Id> for History {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        History {
+            writes: self
+                .writes
+                .iter()
+                .map(|(v, s)| (v.rewrite(plan), s.rewrite(plan)))
+                .collect(),
+            acked: self.acked.rewrite(plan),
+            reaped: self.reaped.rewrite(plan),
+            get_starts: self
+                .get_starts
+                .iter()
+                .map(|(r, s)| (r.rewrite(plan), s.rewrite(plan)))
+                .collect(),
+            ..*self
+        }
+    }
+}
+
+impl History {
+    /// Everything `live` supersedes, transitively, plus the reaped tombstones and all they
+    /// superseded (a reaped tombstone was deliberately removed once all replicas held it).
+    pub fn superseded_by(&self, live: &BTreeSet<Val>) -> BTreeSet<Val> {
+        let mut out = self.reaped.clone();
+        let mut todo: Vec<Val> = live.iter().chain(&self.reaped).copied().collect();
+        while let Some(v) = todo.pop() {
+            for s in self.writes.get(&v).into_iter().flatten() {
+                if out.insert(*s) {
+                    todo.push(*s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `a` is in the causal past of `b` by the clients' contexts.
+    pub fn precedes(&self, a: Val, b: Val) -> bool {
+        let mut todo = vec![b];
+        let mut seen = BTreeSet::new();
+        while let Some(v) = todo.pop() {
+            for s in self.writes.get(&v).into_iter().flatten() {
+                if *s == a {
+                    return true;
+                }
+                if seen.insert(*s) {
+                    todo.push(*s);
+                }
+            }
+        }
+        false
+    }
+
+    fn acked_on(&self, key: Key) -> BTreeSet<Val> {
+        self.acked
+            .iter()
+            .filter(|v| v.key == key)
+            .copied()
+            .collect()
+    }
+
+    fn write_of(&self, req: ReqId) -> Option<Val> {
+        self.writes
+            .keys()
+            .find(|v| v.client == req.client && v.seq == req.seq)
+            .copied()
+    }
+}
+
+/// Records a message as it is sent.
+pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
+    match env.msg {
+        Msg::Put { val, seen, .. } if !h.writes.contains_key(val) => {
+            let mut h = h.clone();
+            h.writes.insert(*val, seen.clone());
+            Some(h)
+        }
+        Msg::Get { req, key } if cfg.strict_quorum() => {
+            let mut h = h.clone();
+            h.get_starts.insert(*req, h.acked_on(*key));
+            Some(h)
+        }
+        Msg::PutOk { req } => {
+            let val = h.write_of(*req)?;
+            if h.acked.contains(&val) {
+                return None;
+            }
+            let mut h = h.clone();
+            h.acked.insert(val);
+            Some(h)
+        }
+        Msg::Fail { put: true, .. } if !h.put_failed => Some(History {
+            put_failed: true,
+            ..h.clone()
+        }),
+        _ => None,
+    }
+}
+
+/// Records a message as it is delivered (and changed its receiver).
+pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
+    match env.msg {
+        Msg::GetOk { req, values, .. } => {
+            let before = h.get_starts.get(req)?;
+            let mut h = h.clone();
+            let known = h.superseded_by(values);
+            if before
+                .iter()
+                .any(|a| !values.contains(a) && !known.contains(a))
+            {
+                h.stale_read = true;
+            }
+            h.get_starts.remove(req);
+            Some(h)
+        }
+        Msg::Handoff { .. } if !h.handed_off => Some(History {
+            handed_off: true,
+            ..h.clone()
+        }),
+        Msg::Repair { .. } if !h.repaired => Some(History {
+            repaired: true,
+            ..h.clone()
+        }),
+        Msg::Reap { version, .. } => {
+            let new: BTreeSet<Val> = version.values().difference(&h.reaped).copied().collect();
+            if new.is_empty() {
+                return None;
+            }
+            let mut h = h.clone();
+            h.reaped.extend(new);
+            Some(h)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(seq: u8) -> Val {
+        Val {
+            client: Id::from(9),
+            seq,
+            key: 0,
+            tomb: false,
+        }
+    }
+
+    #[test]
+    fn supersession_is_transitive_and_includes_reaped_tombstones() {
+        let mut h = History::default();
+        h.writes.insert(v(1), BTreeSet::new());
+        h.writes.insert(v(2), BTreeSet::from([v(1)]));
+        h.writes.insert(v(3), BTreeSet::from([v(2)]));
+        assert_eq!(
+            h.superseded_by(&BTreeSet::from([v(3)])),
+            BTreeSet::from([v(1), v(2)])
+        );
+        assert!(h.precedes(v(1), v(3)) && !h.precedes(v(3), v(1)));
+        assert!(h.superseded_by(&BTreeSet::new()).is_empty());
+        h.reaped.insert(v(2));
+        assert_eq!(
+            h.superseded_by(&BTreeSet::new()),
+            BTreeSet::from([v(1), v(2)])
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! Deliberate bugs, one per mechanism the properties rely on, to show each property has teeth.
+//!
+//! A mutation switches off or breaks exactly one rule of the protocol. Checking a configuration
+//! with a mutation must make a property fail; the tests in `tests/mutations.rs` pin which one.
+//! Without a mutation (the default) none of these code paths is taken.
+
+use serde::{Deserialize, Serialize};
+
+/// One deliberate bug.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Mutation {
+    /// The coordinator acknowledges a put once stored locally, without waiting for `W`.
+    AckBeforeW,
+    /// The get coordinator answers after `R - 1` replies.
+    ReadBelowR,
+    /// Replica writes are not saved: a crash forgets what was acknowledged.
+    VolatileStore,
+    /// Hints are not restored on recovery.
+    DropHintsOnRecovery,
+    /// The coordinator counts acknowledgements, not distinct replicas: a duplicate counts twice.
+    CountDuplicateAcks,
+    /// A replica replaces its version with an incoming one instead of merging.
+    OverwriteOnReplicate,
+    /// Reaping forgets the key's causal context along with the tombstone.
+    ReapForgetsContext,
+}

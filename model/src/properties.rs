@@ -1,0 +1,306 @@
+//! The properties checked, each stated over a state of the whole system plus its ghost history.
+//!
+//! *Always* properties are safety: every reachable state satisfies them. *Sometimes* properties
+//! prove the interesting states are reached, so the safety properties are not vacuous.
+//! Convergence is checked twice: as stateright's `Eventually` (judged at terminal states) and,
+//! more robustly, as an `Always` property "a quiescent state is converged", where quiescent
+//! means the clients are done, no server is down, no timer is set and no message in flight
+//! would change anything — exactly the terminal states of a configuration whose crash budget
+//! is spent.
+
+use crate::actor::{State, Wiring};
+use crate::history::History;
+use crate::model::ShoalModel;
+use crate::server::Store;
+use crate::value::Val;
+use crate::version::{Clock, Version};
+use stateright::actor::{ActorModelAction, ActorModelState};
+use stateright::{Expectation, Model};
+use std::collections::BTreeSet;
+
+/// A state of the model.
+pub type SysState = ActorModelState<Wiring, History>;
+
+/// What each server would have after a crash right now: its in-memory store if up, else the
+/// store it last saved.
+pub fn stores(state: &SysState) -> Vec<&Store> {
+    static EMPTY: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match &**a {
+            State::Server(_) if state.crashed[i] => Some(
+                state
+                    .actor_storages
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .unwrap_or_else(|| EMPTY.get_or_init(Store::default)),
+            ),
+            State::Server(s) => Some(&s.store),
+            State::Client(_) => None,
+        })
+        .collect()
+}
+
+/// Every version held by a replica, a hint or a server-to-server message in flight.
+fn copies(state: &SysState) -> Vec<&Version> {
+    let mut out = Vec::new();
+    for s in stores(state) {
+        out.extend(s.data.values());
+        out.extend(s.hints.values());
+    }
+    for env in state.network.iter_deliverable() {
+        out.extend(env.msg.carried_all());
+    }
+    out
+}
+
+/// No acknowledged write is lost: it is on a replica, in a hint or in flight, or a write that
+/// is superseded it (transitively; a reaped tombstone still counts).
+pub fn no_lost_write(_: &ShoalModel, state: &SysState) -> bool {
+    if state.history.acked.is_empty() {
+        return true;
+    }
+    let live: BTreeSet<Val> = copies(state).iter().flat_map(|v| v.values()).collect();
+    if state.history.acked.is_subset(&live) {
+        return true;
+    }
+    let covered = state.history.superseded_by(&live);
+    state
+        .history
+        .acked
+        .iter()
+        .all(|a| live.contains(a) || covered.contains(a))
+}
+
+/// Siblings are pairwise concurrent: no stored sibling is in another's causal past.
+pub fn siblings_concurrent(_: &ShoalModel, state: &SysState) -> bool {
+    let h = &state.history;
+    copies(state).iter().all(|v| {
+        let vals: Vec<Val> = v.values().into_iter().collect();
+        if vals.len() < 2 {
+            return true;
+        }
+        vals.iter()
+            .all(|&a| vals.iter().all(|&b| a == b || !h.precedes(a, b)))
+    })
+}
+
+/// No superseded or deleted value comes back: a replica never again holds a sibling it has
+/// dropped as superseded.
+pub fn nothing_comes_back(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().all(|s| {
+        s.data
+            .values()
+            .all(|v| v.values().iter().all(|x| !s.gone.contains(x)))
+    })
+}
+
+/// With `R + W > N`, no crash and no sloppy write, a get sent after a put was acknowledged
+/// returns that put's value or a successor.
+pub fn read_your_acked_writes(_: &ShoalModel, state: &SysState) -> bool {
+    !state.history.stale_read
+}
+
+/// The largest set of pairwise-concurrent writes among `writes` (brute force: sets are tiny).
+fn width(h: &History, writes: &[Val]) -> usize {
+    let n = writes.len().min(16);
+    (0u32..(1 << n))
+        .filter(|mask| {
+            let chosen: Vec<Val> = (0..n)
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| writes[i])
+                .collect();
+            chosen
+                .iter()
+                .all(|&a| chosen.iter().all(|&b| a == b || !h.precedes(a, b)))
+        })
+        .map(|mask| mask.count_ones() as usize)
+        .max()
+        .unwrap_or(0)
+}
+
+/// With DVVSets a key never holds more siblings than there were concurrent writes to it.
+pub fn siblings_bounded(_: &ShoalModel, state: &SysState) -> bool {
+    let h = &state.history;
+    copies(state).iter().all(|v| {
+        let vals = v.values();
+        if vals.len() < 2 {
+            return true;
+        }
+        let Some(key) = vals.iter().next().map(|x| x.key) else {
+            return true;
+        };
+        let writes: Vec<Val> = h.writes.keys().filter(|w| w.key == key).copied().collect();
+        vals.iter().all(|x| h.writes.contains_key(x)) && vals.len() <= width(h, &writes)
+    })
+}
+
+/// Whether nothing can happen any more: no client about to send, servers up, no timers, and
+/// every message in flight would be ignored by its receiver.
+pub fn quiescent(model: &ShoalModel, state: &SysState) -> bool {
+    // A client is idle once done, or waiting on a request a crash lost (it then never times
+    // out: only drops make clients give up).
+    let clients_idle = state.random_choices.iter().all(|r| r.map.is_empty());
+    clients_idle
+        && !state.crashed.iter().any(|c| *c)
+        && state.timers_set.iter().all(|t| t.iter().next().is_none())
+        && state.network.iter_deliverable().all(|env| {
+            let action = ActorModelAction::Deliver {
+                src: env.src,
+                dst: env.dst,
+                msg: env.msg.clone(),
+            };
+            model.next_state(state, action).is_none()
+        })
+}
+
+/// All replicas of every key hold the same version and no hint is left.
+pub fn converged(model: &ShoalModel, state: &SysState) -> bool {
+    let cfg = &model.cfg;
+    let ring = cfg.settings.ring;
+    let stores = stores(state);
+    let empty = Version::empty(cfg.settings.clock);
+    stores.iter().all(|s| s.hints.is_empty())
+        && cfg.keys().into_iter().all(|k| {
+            let versions: Vec<&Version> = ring
+                .preference(k)
+                .into_iter()
+                .map(|n| stores[usize::from(n)].data.get(&k).unwrap_or(&empty))
+                .collect();
+            versions.windows(2).all(|w| w[0] == w[1])
+        })
+}
+
+/// Convergence as a safety property: a quiescent state is converged.
+pub fn quiescent_converged(model: &ShoalModel, state: &SysState) -> bool {
+    !quiescent(model, state) || converged(model, state)
+}
+
+/// Convergence as stateright's liveness property: every run ends quiescent and converged.
+pub fn eventually_converged(model: &ShoalModel, state: &SysState) -> bool {
+    quiescent(model, state) && converged(model, state)
+}
+
+/// Sometimes: a replica holds siblings.
+pub fn has_siblings(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state)
+        .iter()
+        .any(|s| s.data.values().any(|v| v.values().len() >= 2))
+}
+
+/// Sometimes: a hint reached its owner.
+pub fn hint_handed_off(_: &ShoalModel, state: &SysState) -> bool {
+    state.history.handed_off
+}
+
+/// Sometimes: read repair changed a replica.
+pub fn read_repaired(_: &ShoalModel, state: &SysState) -> bool {
+    state.history.repaired
+}
+
+/// Sometimes: a put failed for want of `W` replicas.
+pub fn put_failed(_: &ShoalModel, state: &SysState) -> bool {
+    state.history.put_failed
+}
+
+/// Sometimes: a replica reaped a tombstone.
+pub fn tombstone_reaped(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state)
+        .iter()
+        .any(|s| s.data.values().any(Version::is_reaped))
+}
+
+/// A property to check: its expectation, name and condition.
+pub type Prop = (
+    Expectation,
+    &'static str,
+    fn(&ShoalModel, &SysState) -> bool,
+);
+
+/// The properties that apply to a configuration (a mechanism switched off has no "sometimes").
+pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
+    let cfg = &model.cfg;
+    let s = &cfg.settings;
+    let mut p: Vec<Prop> = vec![
+        (
+            Expectation::Always,
+            "no acknowledged write is lost",
+            no_lost_write,
+        ),
+        (
+            Expectation::Always,
+            "siblings are pairwise concurrent",
+            siblings_concurrent,
+        ),
+        (
+            Expectation::Always,
+            "no superseded or deleted value comes back",
+            nothing_comes_back,
+        ),
+    ];
+    if cfg.strict_quorum() {
+        p.push((
+            Expectation::Always,
+            "a get sees every put acknowledged before it",
+            read_your_acked_writes,
+        ));
+    }
+    if s.clock == Clock::Dvv {
+        p.push((
+            Expectation::Always,
+            "no more siblings than concurrent writes",
+            siblings_bounded,
+        ));
+    }
+    if cfg.converges() {
+        p.push((
+            Expectation::Always,
+            "quiescent states are converged",
+            quiescent_converged,
+        ));
+        p.push((
+            Expectation::Eventually,
+            "replicas converge",
+            eventually_converged,
+        ));
+    }
+    let writes = cfg
+        .scripts
+        .iter()
+        .flatten()
+        .filter(|o| !matches!(o, crate::config::Op::Get(_)));
+    if writes.count() >= 2 && s.clock == Clock::Dvv {
+        p.push((Expectation::Sometimes, "siblings appear", has_siblings));
+    }
+    if s.w >= 2 && s.timeouts {
+        p.push((
+            Expectation::Sometimes,
+            "a put fails for want of W",
+            put_failed,
+        ));
+    }
+    if s.sloppy {
+        p.push((
+            Expectation::Sometimes,
+            "a hint is handed off",
+            hint_handed_off,
+        ));
+    }
+    if s.read_repair {
+        p.push((
+            Expectation::Sometimes,
+            "read repair repairs a replica",
+            read_repaired,
+        ));
+    }
+    if s.reap {
+        p.push((
+            Expectation::Sometimes,
+            "a tombstone is reaped",
+            tombstone_reaped,
+        ));
+    }
+    p
+}

@@ -1,0 +1,360 @@
+//! Serializable traces: a run of the model as steps the conformance crate can replay.
+//!
+//! stateright's actions are not serializable, so a path is translated into [`Step`]s. Each
+//! step is one event — a client issuing a request to the coordinator it chose, a message
+//! delivered or dropped, a timer firing, a server crashing or recovering — together with what
+//! the model observed right after it: the messages the step sent, the reply a client received,
+//! and every server's stored versions (values with their causality: dots and causal context
+//! for DVVSets, per-sibling clocks for the classic scheme) and hints. Actors are numbered as in
+//! the model: servers `0..servers`, then clients.
+
+use crate::actor::{State, Timer, Wiring};
+use crate::config::Op;
+use crate::model::ShoalModel;
+use crate::msg::Msg;
+use crate::properties::{stores, SysState};
+use crate::value::Key;
+use crate::version::Version;
+use serde::{Deserialize, Serialize};
+use stateright::actor::ActorModelAction;
+use stateright::Path;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A message with its endpoints (actor indices).
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sender.
+    pub from: usize,
+    /// Receiver.
+    pub to: usize,
+    /// The message.
+    pub msg: Msg,
+}
+
+/// What happened in one step.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A client sent its next operation to the coordinator it chose.
+    Request {
+        /// The client.
+        client: usize,
+        /// The chosen coordinator.
+        coordinator: usize,
+        /// The script operation.
+        op: Op,
+        /// The request message (key, value, context as the model abstracts it).
+        msg: Msg,
+    },
+    /// A message was delivered.
+    Deliver(Envelope),
+    /// A message was lost.
+    Drop(Envelope),
+    /// A timer fired.
+    Timer {
+        /// The actor whose timer fired.
+        node: usize,
+        /// Which timer.
+        timer: Timer,
+    },
+    /// A server crashed: volatile state and timers are lost, its saved store is kept.
+    Crash {
+        /// The server.
+        node: usize,
+    },
+    /// A server restarted from its saved store.
+    Recover {
+        /// The server.
+        node: usize,
+    },
+}
+
+/// A server's durable state as observed after a step.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The server's index.
+    pub node: usize,
+    /// Whether it is down.
+    pub crashed: bool,
+    /// Stored versions per key.
+    pub data: BTreeMap<Key, Version>,
+    /// Hints held: `(owner, key, version)`.
+    pub hints: Vec<(u8, Key, Version)>,
+}
+
+/// What the model observed right after a step.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// Messages the step sent (new in the network).
+    pub sent: Vec<Envelope>,
+    /// The reply a client received in this step, if any.
+    pub reply: Option<Envelope>,
+    /// Every server's store.
+    pub replicas: Vec<Replica>,
+}
+
+/// One step of a trace.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The event.
+    pub event: Event,
+    /// What was observed after it.
+    pub observed: Observed,
+}
+
+/// A run of the model: the configuration, why it was exported, and its steps.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The configuration's name.
+    pub config: String,
+    /// The property whose counterexample (or example) this is.
+    pub property: String,
+    /// The servers' store before the first step (empty unless the model is extended).
+    pub initial: Vec<Replica>,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+fn replicas(state: &SysState) -> Vec<Replica> {
+    stores(state)
+        .into_iter()
+        .enumerate()
+        .map(|(node, s)| Replica {
+            node,
+            crashed: state.crashed.get(node).copied().unwrap_or(false),
+            data: s.data.clone(),
+            hints: s
+                .hints
+                .iter()
+                .map(|((o, k), v)| (*o, *k, v.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+fn envelopes(state: &SysState) -> Vec<Envelope> {
+    state
+        .network
+        .iter_deliverable()
+        .map(|e| Envelope {
+            from: e.src.into(),
+            to: e.dst.into(),
+            msg: e.msg.clone(),
+        })
+        .collect()
+}
+
+type Action = ActorModelAction<Msg, Timer, stateright::actor::Id>;
+
+fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
+    let env = |e: &stateright::actor::Envelope<Msg>| Envelope {
+        from: e.src.into(),
+        to: e.dst.into(),
+        msg: e.msg.clone(),
+    };
+    match action {
+        ActorModelAction::Deliver { src, dst, msg } => Event::Deliver(Envelope {
+            from: (*src).into(),
+            to: (*dst).into(),
+            msg: msg.clone(),
+        }),
+        ActorModelAction::Drop(e) => Event::Drop(env(e)),
+        ActorModelAction::Timeout(id, timer) => Event::Timer {
+            node: (*id).into(),
+            timer: timer.clone(),
+        },
+        ActorModelAction::Crash(id) => Event::Crash { node: (*id).into() },
+        ActorModelAction::Recover(id) => Event::Recover { node: (*id).into() },
+        ActorModelAction::SelectRandom { actor, random, .. } => {
+            let client: usize = (*actor).into();
+            let op = match prev.actor_states.get(client).map(|a| &**a) {
+                Some(State::Client(c)) => c.current(),
+                _ => None,
+            };
+            let msg = sent
+                .iter()
+                .find(|e| e.from == client)
+                .map(|e| e.msg.clone());
+            match (op, msg) {
+                (Some(op), Some(msg)) => Event::Request {
+                    client,
+                    coordinator: (*random).into(),
+                    op,
+                    msg,
+                },
+                _ => Event::Timer {
+                    node: client,
+                    timer: Timer::Client,
+                },
+            }
+        }
+    }
+}
+
+impl Trace {
+    /// Translates a checker path into a trace.
+    pub fn from_path(_model: &ShoalModel, property: &str, path: Path<SysState, Action>) -> Trace {
+        let pairs = path.into_vec();
+        let initial = pairs.first().map(|(s, _)| replicas(s)).unwrap_or_default();
+        let mut steps = Vec::new();
+        for w in pairs.windows(2) {
+            let (prev, Some(action)) = (&w[0].0, &w[0].1) else {
+                continue;
+            };
+            let next = &w[1].0;
+            let before = envelopes(prev);
+            let sent: Vec<Envelope> = envelopes(next)
+                .into_iter()
+                .filter(|e| !before.contains(e))
+                .collect();
+            let reply = match action {
+                ActorModelAction::Deliver { src, dst, msg }
+                    if matches!(
+                        msg,
+                        Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::Fail { .. }
+                    ) =>
+                {
+                    Some(Envelope {
+                        from: (*src).into(),
+                        to: (*dst).into(),
+                        msg: msg.clone(),
+                    })
+                }
+                _ => None,
+            };
+            steps.push(Step {
+                event: event(prev, action, &sent),
+                observed: Observed {
+                    sent,
+                    reply,
+                    replicas: replicas(next),
+                },
+            });
+        }
+        Trace {
+            config: _model.cfg.name.clone(),
+            property: property.into(),
+            initial,
+            steps,
+        }
+    }
+
+    /// The trace as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// A human-readable rendering, one numbered step per line with the stores it changed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut last = self.initial.clone();
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "{:>3}. {}", i + 1, describe(&step.event));
+            for e in &step.observed.sent {
+                if matches!(
+                    e.msg,
+                    Msg::PutOk { .. } | Msg::GetOk { .. } | Msg::Fail { .. }
+                ) {
+                    let _ = writeln!(
+                        out,
+                        "       server {} answers client {}: {}",
+                        e.from,
+                        e.to,
+                        show_msg(&e.msg)
+                    );
+                }
+            }
+            for r in &step.observed.replicas {
+                let before = last.iter().find(|l| l.node == r.node);
+                if before != Some(r) {
+                    let _ = writeln!(out, "       server {} now {}", r.node, show_replica(r));
+                }
+            }
+            last = step.observed.replicas.clone();
+        }
+        out
+    }
+}
+
+fn show_version(v: &Version) -> String {
+    let vals: Vec<String> = v
+        .values()
+        .iter()
+        .map(|x| {
+            format!(
+                "{}c{}#{}",
+                if x.tomb { "†" } else { "" },
+                usize::from(x.client),
+                x.seq
+            )
+        })
+        .collect();
+    format!("{{{}}} ctx {:?}", vals.join(", "), v.context())
+}
+
+fn show_replica(r: &Replica) -> String {
+    let mut parts: Vec<String> = r
+        .data
+        .iter()
+        .map(|(k, v)| format!("k{k}={}", show_version(v)))
+        .collect();
+    for (o, k, v) in &r.hints {
+        parts.push(format!("hint(for {o}) k{k}={}", show_version(v)));
+    }
+    if r.crashed {
+        parts.push("(down)".into());
+    }
+    parts.join("; ")
+}
+
+fn show_msg(m: &Msg) -> String {
+    match m {
+        Msg::Put { key, ctx, val, .. } => format!(
+            "{} k{key} value c{}#{} ctx {ctx:?}",
+            if val.tomb { "Delete" } else { "Put" },
+            usize::from(val.client),
+            val.seq
+        ),
+        Msg::Replicate {
+            key, version, hint, ..
+        } => format!(
+            "Replicate k{key} {}{}",
+            show_version(version),
+            hint.map(|h| format!(" hint for {h}")).unwrap_or_default()
+        ),
+        Msg::ReadReply { version, .. } => format!("ReadReply {}", show_version(version)),
+        Msg::Repair { key, version } => format!("Repair k{key} {}", show_version(version)),
+        Msg::Handoff { key, version } => format!("Handoff k{key} {}", show_version(version)),
+        Msg::Reap { key, version } => format!("Reap k{key} {}", show_version(version)),
+        Msg::GetOk { values, ctx, .. } => {
+            let vals: Vec<String> = values
+                .iter()
+                .map(|x| format!("c{}#{}", usize::from(x.client), x.seq))
+                .collect();
+            format!("GetOk {{{}}} ctx {ctx:?}", vals.join(", "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Request {
+            client,
+            coordinator,
+            msg,
+            ..
+        } => format!("client {client} → server {coordinator}: {}", show_msg(msg)),
+        Event::Deliver(env) => format!("deliver {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
+        Event::Drop(env) => format!("drop {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
+        Event::Timer { node, timer } => format!("timer {timer:?} fires at {node}"),
+        Event::Crash { node } => format!("server {node} crashes"),
+        Event::Recover { node } => format!("server {node} recovers"),
+    }
+}
+
+/// Whether actor `i` is a client in the given model.
+pub fn is_client(model: &ShoalModel, i: usize) -> bool {
+    matches!(model.actors.get(i), Some(Wiring::Client(..)))
+}

@@ -1,0 +1,91 @@
+//! Every CI configuration passes every property, with its state counts pinned: a change to
+//! the model that changes the explored space shows here. Counts are single-threaded (DFS with
+//! symmetry reduction; the reduction is not canonical, so a multi-threaded order can differ).
+
+use shoal_model::check::check;
+use shoal_model::config::named;
+
+fn pinned(name: &str, unique: usize, generated: usize) {
+    let cfg = named(name).expect("named configuration");
+    let report = check(&cfg, 1);
+    for o in &report.outcomes {
+        assert!(o.ok, "{name}: property {:?} failed", o.name);
+    }
+    assert_eq!(
+        (report.unique, report.generated),
+        (unique, generated),
+        "{name}: (unique, generated) states"
+    );
+}
+
+#[test]
+fn quorum() {
+    pinned("quorum", 2141, 5497);
+}
+
+#[test]
+fn siblings() {
+    pinned("siblings", 21511, 75461);
+}
+
+#[test]
+fn duplicating() {
+    pinned("duplicating", 14916, 75993);
+}
+
+#[test]
+fn lossy() {
+    pinned("lossy", 50650, 286939);
+}
+
+#[test]
+fn crash() {
+    pinned("crash", 190319, 667837);
+}
+
+#[test]
+fn chaos() {
+    pinned("chaos", 533767, 3838505);
+}
+
+#[test]
+fn sloppy() {
+    pinned("sloppy", 134160, 559087);
+}
+
+#[test]
+fn repair() {
+    pinned("repair", 6846, 21897);
+}
+
+#[test]
+fn reap() {
+    pinned("reap", 139846, 383008);
+}
+
+#[test]
+fn entropy() {
+    pinned("entropy", 37193, 151620);
+}
+
+#[test]
+fn every_ci_configuration_is_pinned_here() {
+    let names: Vec<String> = shoal_model::config::ci()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let pinned = [
+        "classic",
+        "quorum",
+        "siblings",
+        "duplicating",
+        "lossy",
+        "crash",
+        "chaos",
+        "sloppy",
+        "repair",
+        "reap",
+        "entropy",
+    ];
+    assert_eq!(names, pinned);
+}

@@ -1,0 +1,73 @@
+//! Each mechanism the model relies on, broken on purpose, makes a property fail: the
+//! properties have teeth. Each check stops once the expected property fails.
+
+use shoal_model::check::check_until;
+use shoal_model::config::{named, Config, Op};
+use shoal_model::mutation::Mutation;
+
+fn mutated(name: &str, m: Mutation) -> Config {
+    let mut cfg = named(name).expect("named configuration");
+    cfg.settings.mutation = Some(m);
+    cfg
+}
+
+fn fails(cfg: &Config, property: &'static str) {
+    let report = check_until(cfg, 1, property);
+    let failed: Vec<&str> = report
+        .outcomes
+        .iter()
+        .filter(|o| !o.ok && o.trace.is_some())
+        .map(|o| o.name)
+        .collect();
+    assert!(
+        failed.contains(&property),
+        "{}: expected {property:?} to fail, failed: {failed:?}",
+        cfg.name
+    );
+}
+
+#[test]
+fn acknowledging_before_w_breaks_read_your_writes() {
+    let cfg = mutated("quorum", Mutation::AckBeforeW);
+    fails(&cfg, "a get sees every put acknowledged before it");
+}
+
+#[test]
+fn reading_fewer_than_r_breaks_read_your_writes() {
+    let cfg = mutated("quorum", Mutation::ReadBelowR);
+    fails(&cfg, "a get sees every put acknowledged before it");
+}
+
+#[test]
+fn not_saving_before_acknowledging_loses_writes_on_a_crash() {
+    let cfg = mutated("crash", Mutation::VolatileStore);
+    fails(&cfg, "no acknowledged write is lost");
+}
+
+#[test]
+fn dropping_hints_on_recovery_leaves_replicas_diverged() {
+    let cfg = mutated("sloppy", Mutation::DropHintsOnRecovery);
+    fails(&cfg, "quiescent states are converged");
+}
+
+#[test]
+fn counting_duplicate_acks_breaks_the_write_quorum() {
+    let mut cfg = mutated("duplicating", Mutation::CountDuplicateAcks);
+    cfg.settings.ring.n = 3;
+    cfg.settings.w = 3;
+    cfg.settings.coordinators = 2;
+    cfg.scripts = vec![vec![Op::Get(0), Op::Put(0)], vec![Op::Get(0)]];
+    fails(&cfg, "a get sees every put acknowledged before it");
+}
+
+#[test]
+fn overwriting_instead_of_merging_leaves_replicas_diverged() {
+    let cfg = mutated("siblings", Mutation::OverwriteOnReplicate);
+    fails(&cfg, "quiescent states are converged");
+}
+
+#[test]
+fn reaping_the_causal_context_lets_deleted_values_come_back() {
+    let cfg = mutated("reap", Mutation::ReapForgetsContext);
+    fails(&cfg, "no superseded or deleted value comes back");
+}
