@@ -190,6 +190,7 @@ impl NodeConfig {
             w: self.w,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             read_repair: true,
+            ..CoreConfig::default()
         }
     }
 }

@@ -4,6 +4,11 @@ mod cli;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a node allocates per request and per message, and the
+/// allocator was a sixth of its CPU in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shoal: a Dynamo-style key-value store.
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about)]

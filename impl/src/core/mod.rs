@@ -72,6 +72,9 @@ pub struct CoreConfig {
     pub request_timeout: Duration,
     /// Whether gets repair stale replicas they read.
     pub read_repair: bool,
+    /// Clocks kept in memory after they are durable, sparing the storage engine's lookups and
+    /// the decoding on hot keys.
+    pub cache_entries: usize,
 }
 
 impl Default for CoreConfig {
@@ -82,6 +85,7 @@ impl Default for CoreConfig {
             w: 2,
             request_timeout: Duration::from_secs(2),
             read_repair: true,
+            cache_entries: 64 * 1024,
         }
     }
 }
@@ -211,6 +215,9 @@ pub struct Core<S> {
     /// Clocks written but not yet reported durable, with the number of pending persists: reads
     /// and read-modify-writes must see them before the disk does.
     unsynced: HashMap<Vec<u8>, (Clock, u32)>,
+    /// Durable clocks recently read or written. Every write to the store passes through this
+    /// core, so the cache always equals the store where it has an entry.
+    cache: quick_cache::unsync::Cache<Vec<u8>, Clock>,
     persists: HashMap<PersistId, (Vec<u8>, AfterPersist)>,
     requests: HashMap<RequestId, coordinator::Request>,
     timers: BTreeSet<(Time, RequestId)>,
@@ -225,6 +232,7 @@ impl<S: Store> Core<S> {
     /// durable clocks from `store`. The shell must have made `actor` durable and must never
     /// reuse it after an unclean stop (see the module documentation).
     pub fn new(id: NodeId, actor: NodeId, ring: Ring, config: CoreConfig, store: S) -> Self {
+        let cache_entries = config.cache_entries.max(16);
         Core {
             id,
             actor,
@@ -233,6 +241,7 @@ impl<S: Store> Core<S> {
             config,
             store,
             unsynced: HashMap::new(),
+            cache: quick_cache::unsync::Cache::new(cache_entries),
             persists: HashMap::new(),
             requests: HashMap::new(),
             timers: BTreeSet::new(),
@@ -338,7 +347,11 @@ impl<S: Store> Core<S> {
             if let Some((_, pending)) = self.unsynced.get_mut(&key) {
                 *pending -= 1;
                 if *pending == 0 {
-                    self.unsynced.remove(&key);
+                    // The writer commits in order, so the last clock handed to it is what
+                    // the store now holds.
+                    if let Some((clock, _)) = self.unsynced.remove(&key) {
+                        self.cache.insert(key.clone(), clock);
+                    }
                 }
             }
             match after {
@@ -384,12 +397,20 @@ impl<S: Store> Core<S> {
         storage_key(self.ring.partition_of(key), key)
     }
 
-    /// The newest clock for a storage key: an unsynced write, else the durable one.
-    fn load(&self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
-        match self.unsynced.get(skey) {
-            Some((clock, _)) => Ok(Some(clock.clone())),
-            None => self.store.load(skey),
+    /// The newest clock for a storage key: an unsynced write, else the durable one (from the
+    /// cache when it has it).
+    fn load(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        if let Some((clock, _)) = self.unsynced.get(skey) {
+            return Ok(Some(clock.clone()));
         }
+        if let Some(clock) = self.cache.get(skey) {
+            return Ok(Some(clock.clone()));
+        }
+        let stored = self.store.load(skey)?;
+        if let Some(clock) = &stored {
+            self.cache.insert(skey.to_vec(), clock.clone());
+        }
+        Ok(stored)
     }
 
     fn persist(&mut self, skey: Vec<u8>, clock: Clock, after: AfterPersist) {
