@@ -205,18 +205,18 @@ impl Rewrite<Id> for Msg {
 }
 
 impl Msg {
-    /// The versions this message carries between servers: in flight, they count as copies.
+    /// The version this message carries to be stored: in flight, it counts as a copy. A
+    /// `ReadReply` does not: it is stored nowhere unless read repair writes the merge back.
     pub fn carried(&self) -> Option<&Version> {
         match self {
             Msg::Replicate { version, .. }
-            | Msg::ReadReply { version, .. }
             | Msg::Repair { version, .. }
             | Msg::Handoff { version, .. } => Some(version),
             _ => None,
         }
     }
 
-    /// All versions the message carries, for messages that carry several (anti-entropy).
+    /// All versions the message carries to be stored, anti-entropy's several included.
     pub fn carried_all(&self) -> Vec<&Version> {
         match self {
             Msg::Sync { entries } => entries.values().collect(),

@@ -1,0 +1,20 @@
+//! The larger configurations, pinned like the CI ones but too slow for CI.
+//! Run with `cargo nextest run -p shoal-model --release --run-ignored only`.
+
+use shoal_model::check::check;
+use shoal_model::config::named;
+
+fn pinned(name: &str, unique: usize, generated: usize) {
+    let cfg = named(name).expect("named configuration");
+    let report = check(&cfg, 1);
+    for o in &report.outcomes {
+        assert!(o.ok, "{name}: property {:?} failed", o.name);
+    }
+    assert_eq!((report.unique, report.generated), (unique, generated));
+}
+
+#[test]
+#[ignore = "about 30 s in release; run by hand"]
+fn lossy_rmw() {
+    pinned("lossy-rmw", 1_329_268, 9_849_621);
+}
