@@ -2,9 +2,10 @@
 //!
 //! `--concurrency` workers each run a closed loop: pick an operation (a `GET` with probability
 //! `--read-ratio`, else a `PUT` of `--value-size` bytes) on a uniformly chosen key `bench-{i}`,
-//! send it to the next node round-robin, wait for the whole answer, repeat. Each worker keeps
-//! the last `X-Shoal-Context` it saw per key (from `GET` and `PUT` answers) and writes with it,
-//! as a real client does, so siblings are superseded instead of piling up.
+//! send it to the next node round-robin, wait for the whole answer, repeat. The workers share
+//! the last `X-Shoal-Context` any of them saw per key (from `GET` and `PUT` answers) and write
+//! with it, as one client application does, so siblings are superseded instead of piling up and
+//! appear only for writes that really were concurrent.
 //!
 //! Reproducibility: worker `i` draws from an RNG seeded by `(seed, i)`, and with `--ops N` its
 //! share of the `N` operations is fixed, so the same seed gives every worker the same operation
