@@ -129,3 +129,66 @@ async fn with_two_of_three_nodes_down_quorum_requests_answer_503() {
         .expect("PUT");
     assert_eq!(resp.status().as_u16(), 204);
 }
+
+#[tokio::test]
+async fn admin_endpoints_and_metrics_describe_the_cluster() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    assert_eq!(c.put(1, "k", "v", None).await.0, 204);
+    assert_eq!(c.get(1, "k").await.0, 200);
+    let base = format!("http://{}", c.nodes[0].http);
+    let ring: serde_json::Value = c
+        .client
+        .get(format!("{base}/admin/ring"))
+        .send()
+        .await
+        .expect("ring")
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).expect("json"))
+        .expect("body");
+    assert_eq!(ring["partitions"], 16);
+    assert_eq!(ring["owners"].as_array().map(Vec::len), Some(16));
+    let nodes: serde_json::Value = c
+        .client
+        .get(format!("{base}/admin/nodes"))
+        .send()
+        .await
+        .expect("nodes")
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).expect("json"))
+        .expect("body");
+    let nodes = nodes.as_array().expect("array");
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
+    let total: u64 = nodes
+        .iter()
+        .map(|n| n["partitions"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(total, 16);
+    let metrics = c
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "shoal_requests_total{op=\"put\",outcome=\"ok\"} 1",
+        "shoal_requests_total{op=\"get\",outcome=\"ok\"} 1",
+        "shoal_request_duration_seconds_count{op=\"put\",outcome=\"ok\"} 1",
+        "shoal_read_siblings_count 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("shoal_replica_responses_total "));
+    let storage = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_storage_bytes "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("storage gauge");
+    assert!(storage > 0);
+    assert!(metrics.ends_with("# EOF\n"));
+}

@@ -527,3 +527,38 @@ fn a_draining_node_refuses_new_writes_and_reports_when_all_are_durable() {
         Some(ClientReply::Stored { .. })
     ));
 }
+
+#[test]
+fn the_context_a_put_returns_never_covers_a_sibling_the_writer_did_not_see() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    // Two blind writes through one coordinator: siblings with dots of the same actor.
+    sim.client(1, 1, put("k", "a", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(1, 2, put("k", "b", VersionVector::new()));
+    sim.run(&[]);
+    let Some(ClientReply::Stored { context, siblings }) = sim.replies.get(&ClientId(2)).cloned()
+    else {
+        panic!("b was not stored");
+    };
+    assert_eq!(siblings, 2);
+    // b's writer updates with the context it was given: it must not silently replace a.
+    sim.client(1, 3, put("k", "b2", context));
+    sim.run(&[]);
+    sim.client(2, 4, get("k"));
+    sim.run(&[]);
+    assert!(found(sim.replies.get(&ClientId(4)))
+        .0
+        .contains(&"a".to_string()));
+    // Whereas a single-valued result hands back a context that covers the write, so the
+    // writer's next update replaces it.
+    sim.client(1, 5, put("solo", "x", VersionVector::new()));
+    sim.run(&[]);
+    let Some(ClientReply::Stored { context, .. }) = sim.replies.get(&ClientId(5)).cloned() else {
+        panic!("x was not stored");
+    };
+    sim.client(1, 6, put("solo", "y", context));
+    sim.run(&[]);
+    sim.client(3, 7, get("solo"));
+    sim.run(&[]);
+    assert_eq!(found(sim.replies.get(&ClientId(7))).0, vec!["y"]);
+}
