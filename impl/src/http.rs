@@ -35,8 +35,8 @@ struct Api {
 pub fn router(node: NodeHandle) -> Router {
     let limit = node.config.max_value_bytes;
     let api = Api {
+        metrics: node.metrics.clone(),
         node,
-        metrics: Arc::new(Metrics::default()),
     };
     Router::new()
         .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub latency: Family<RequestLabels, Histogram>,
     /// Siblings returned per successful read.
     pub siblings: Histogram,
+    /// Time to commit and sync one group-commit batch, in seconds.
+    pub commit_seconds: Histogram,
+    /// Writes per group-commit batch.
+    pub commit_batch: Histogram,
 }
 
 impl Default for Metrics {
@@ -47,11 +51,25 @@ impl Default for Metrics {
             "Values returned per read",
             siblings.clone(),
         );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "storage_commit_seconds",
+            "Time to commit and sync one group-commit batch",
+            commit_seconds.clone(),
+        );
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "storage_commit_batch_writes",
+            "Writes per group-commit batch",
+            commit_batch.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             siblings,
+            commit_seconds,
+            commit_batch,
         }
     }
 }

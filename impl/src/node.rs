@@ -8,6 +8,7 @@
 
 use crate::config::NodeConfig;
 use crate::core::{ClientId, Core, Effect, PersistId, Stats};
+use crate::metrics::Metrics;
 use crate::node_id::NodeId;
 use crate::protocol::{ClientOp, ClientReply, PeerMessage};
 use crate::ring::Ring;
@@ -54,6 +55,8 @@ pub struct NodeHandle {
     pub storage: Storage,
     /// The actor id of this incarnation.
     pub actor: NodeId,
+    /// The node's metrics, shared by the HTTP layer and the storage writer.
+    pub metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
@@ -120,7 +123,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         .collect();
 
     let persisted = inputs.clone();
-    let writer = storage.spawn_writer(config.durability, move |ids| {
+    let metrics = Arc::new(Metrics::default());
+    let commit_metrics = metrics.clone();
+    let writer = storage.spawn_writer(config.durability, move |ids, took| {
+        commit_metrics.commit_seconds.observe(took.as_secs_f64());
+        commit_metrics.commit_batch.observe(ids.len() as f64);
         let _ = persisted.blocking_send(Input::Persisted(ids));
     });
 
@@ -237,5 +244,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         config: Arc::new(config),
         storage,
         actor,
+        metrics,
     })
 }

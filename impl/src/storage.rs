@@ -144,11 +144,11 @@ impl Storage {
     }
 
     /// Starts the group-commit thread; `done` is called with each committed batch's ids after
-    /// the batch is durable per `durability`.
+    /// the batch is durable per `durability`, and how long the commit took.
     pub fn spawn_writer(
         &self,
         durability: Durability,
-        done: impl Fn(Vec<PersistId>) + Send + 'static,
+        done: impl Fn(Vec<PersistId>, std::time::Duration) + Send + 'static,
     ) -> mpsc::Sender<WriteJob> {
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let storage = self.clone();
@@ -173,11 +173,12 @@ impl Storage {
                         batch.insert(&storage.data, j.key, j.value);
                         ids.push(j.id);
                     }
+                    let started = std::time::Instant::now();
                     if let Err(e) = batch.commit() {
                         tracing::error!(error = %e, "commit failed; exiting to recover from the journal");
                         std::process::exit(70);
                     }
-                    done(ids);
+                    done(ids, started.elapsed());
                 }
             });
         if let Err(e) = spawned {
@@ -250,7 +251,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Storage::open(dir.path()).expect("open");
         let (tx, rx) = std::sync::mpsc::channel();
-        let writer = s.spawn_writer(Durability::Sync, move |ids| {
+        let writer = s.spawn_writer(Durability::Sync, move |ids, _| {
             let _ = tx.send(ids);
         });
         let clock = Clock::new(crate::value::Value::Tombstone);
