@@ -184,6 +184,13 @@ async fn admin_endpoints_and_metrics_describe_the_cluster() {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
     assert!(metrics.contains("shoal_replica_responses_total "));
+    // The put was committed by this node's group-commit writer at least once.
+    let commits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_storage_commit_batch_writes_sum "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("commit batch histogram");
+    assert!(commits >= 1.0, "{commits}");
     let storage = metrics
         .lines()
         .find_map(|l| l.strip_prefix("shoal_storage_bytes "))
