@@ -232,6 +232,10 @@ pub fn ci() -> Vec<Config> {
         Builder::new("quorum", 3, 3, 2, 2, &[&["blind0"], &["get0"]])
             .with(|c| c.settings.coordinators = 2)
             .done(),
+        // Three clients: two concurrent writers and a reader, through two coordinators.
+        Builder::new("three", 3, 3, 2, 2, &[&["blind0"], &["blind0"], &["get0"]])
+            .with(|c| c.settings.coordinators = 2)
+            .done(),
         // The same scenario with DVVSets, plus reads: siblings instead of a lost write.
         Builder::new(
             "siblings",
@@ -318,12 +322,25 @@ pub fn large() -> Vec<Config> {
         )
         .with(|c| c.lossy = true)
         .done(),
-        // Read-modify-write and delete under message loss and a crash, with quorum reads:
-        // the configuration of more than 10^7 states.
-        Builder::new("large", 3, 2, 2, 2, &[&["get0", "put0"], &["get0", "del0"]])
+        // The same with a crash.
+        Builder::new(
+            "lossy-crash",
+            3,
+            2,
+            1,
+            2,
+            &[&["get0", "put0"], &["get0", "del0"]],
+        )
+        .with(|c| {
+            c.lossy = true;
+            c.crashes = 1;
+        })
+        .done(),
+        // The same with two crashes: the configuration of more than 10^7 states.
+        Builder::new("large", 3, 2, 1, 2, &[&["get0", "put0"], &["get0", "del0"]])
             .with(|c| {
                 c.lossy = true;
-                c.crashes = 1;
+                c.crashes = 2;
             })
             .done(),
     ]

@@ -24,6 +24,11 @@ fn quorum() {
 }
 
 #[test]
+fn three() {
+    pinned("three", 187567, 768333);
+}
+
+#[test]
 fn siblings() {
     pinned("siblings", 21511, 75461);
 }
@@ -77,6 +82,7 @@ fn every_ci_configuration_is_pinned_here() {
     let pinned = [
         "classic",
         "quorum",
+        "three",
         "siblings",
         "duplicating",
         "lossy",
