@@ -91,21 +91,21 @@ struct Overrides {
     /// Total server crashes allowed.
     #[arg(long)]
     crashes: Option<u8>,
-    /// Sloppy quorum with hinted handoff.
+    /// Sloppy quorum with hinted handoff (`=false` to turn off).
     #[arg(long)]
-    sloppy: bool,
-    /// Read repair.
+    sloppy: Option<bool>,
+    /// Read repair (`=false` to turn off).
     #[arg(long)]
-    read_repair: bool,
-    /// Anti-entropy.
+    read_repair: Option<bool>,
+    /// Anti-entropy (`=false` to turn off).
     #[arg(long)]
-    anti_entropy: bool,
-    /// Coordinator timeouts (implied by crashes, drops and sloppy quorum).
+    anti_entropy: Option<bool>,
+    /// Coordinator timeouts (implied by drops and sloppy quorum).
     #[arg(long)]
     timeouts: bool,
-    /// Tombstone reaping.
+    /// Tombstone reaping (`=false` to turn off).
     #[arg(long)]
-    reap: bool,
+    reap: Option<bool>,
     /// Maximum messages in flight.
     #[arg(long)]
     max_network: Option<usize>,
@@ -137,10 +137,10 @@ impl Overrides {
         if let Some(v) = self.clock {
             s.clock = v;
         }
-        s.sloppy |= self.sloppy;
-        s.read_repair |= self.read_repair;
-        s.anti_entropy |= self.anti_entropy;
-        s.reap |= self.reap;
+        s.sloppy = self.sloppy.unwrap_or(s.sloppy);
+        s.read_repair = self.read_repair.unwrap_or(s.read_repair);
+        s.anti_entropy = self.anti_entropy.unwrap_or(s.anti_entropy);
+        s.reap = self.reap.unwrap_or(s.reap);
         if self.mutation.is_some() {
             s.mutation = self.mutation;
         }
