@@ -175,3 +175,70 @@ impl Client<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Ring;
+    use crate::version::Clock;
+
+    fn settings() -> Settings {
+        Settings {
+            ring: Ring { servers: 3, n: 3 },
+            r: 1,
+            w: 1,
+            coordinators: 2,
+            clock: Clock::Dvv,
+            sloppy: false,
+            read_repair: false,
+            anti_entropy: false,
+            reap: false,
+            client_timeouts: false,
+            timeouts: false,
+            dedup: false,
+            mutation: None,
+        }
+    }
+
+    #[test]
+    fn a_put_carries_the_context_of_the_last_get_and_a_blind_write_none() {
+        let cfg = settings();
+        let me = Id::from(5);
+        let c = Client { cfg: &cfg };
+        let mut o = Out::new();
+        let s = c.start(&[Op::Get(0), Op::Put(0), Op::Blind(0)], &mut o);
+        let mut st = Cow::Borrowed(&s);
+        c.on_choice(&mut st, me, Id::from(1), &mut Out::new());
+        let seen = Val {
+            client: Id::from(6),
+            seq: 1,
+            key: 0,
+            tomb: false,
+        };
+        let ctx = Ctx::from([(1, 1)]);
+        let reply = Msg::GetOk {
+            req: st.req(me),
+            values: BTreeSet::from([seen]),
+            ctx: ctx.clone(),
+        };
+        c.on_msg(&mut st, me, reply.clone(), &mut Out::new());
+        assert_eq!(st.next, 1);
+        c.on_msg(&mut st, me, reply, &mut Out::new());
+        assert_eq!(st.next, 1, "a duplicated reply is ignored");
+        match c.request(&st, me, Op::Put(0)) {
+            Msg::Put {
+                ctx: c2,
+                seen: s2,
+                req,
+                ..
+            } => {
+                assert_eq!((c2, s2, req.seq), (ctx, BTreeSet::from([seen]), 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        match c.request(&st, me, Op::Blind(0)) {
+            Msg::Put { ctx, seen, .. } => assert!(ctx.is_empty() && seen.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
