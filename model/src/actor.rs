@@ -22,6 +22,27 @@ pub enum Timer {
     Client,
 }
 
+/// A nondeterministic choice an actor offers (stateright's `choose_random`: every option is
+/// explored).
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum Choice {
+    /// A client sends its next request to this coordinator.
+    Coordinator(Id),
+    /// A server processes the replication message it has just received.
+    Keep,
+    /// A server loses it instead (the bounded-loss fault, `lose`).
+    Lose,
+}
+
+impl Rewrite<Id> for Choice {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        match self {
+            Choice::Coordinator(id) => Choice::Coordinator(id.rewrite(plan)),
+            other => other.clone(),
+        }
+    }
+}
+
 /// One actor of the model.
 #[derive(Clone, Debug)]
 pub enum Wiring {
@@ -88,7 +109,7 @@ impl Actor for Wiring {
     type Timer = Timer;
     type State = State;
     type Storage = Store;
-    type Random = Id;
+    type Random = Choice;
 
     fn on_start(&self, id: Id, storage: &Option<Store>, o: &mut Out<Self>) -> State {
         match self {
@@ -122,11 +143,19 @@ impl Actor for Wiring {
         }
     }
 
-    fn on_random(&self, id: Id, st: &mut Cow<State>, random: &Id, o: &mut Out<Self>) {
-        if let Wiring::Client(cfg, _) = self {
-            with_inner(st, as_client, State::Client, |c| {
-                Client { cfg }.on_choice(c, id, *random, o)
-            });
+    fn on_random(&self, id: Id, st: &mut Cow<State>, random: &Choice, o: &mut Out<Self>) {
+        match (self, random) {
+            (Wiring::Client(cfg, _), Choice::Coordinator(coord)) => {
+                with_inner(st, as_client, State::Client, |c| {
+                    Client { cfg }.on_choice(c, id, *coord, o)
+                });
+            }
+            (Wiring::Server(cfg), Choice::Keep | Choice::Lose) => {
+                with_inner(st, as_server, State::Server, |s| {
+                    Server { cfg }.on_choice(s, random == &Choice::Lose, o)
+                });
+            }
+            _ => {}
         }
     }
 

@@ -8,7 +8,7 @@
 //! The script lives in the state, not the actor, so that clients with equal states are
 //! interchangeable and symmetry reduction is sound.
 
-use crate::actor::{Timer, Wiring};
+use crate::actor::{Choice, Timer, Wiring};
 use crate::config::{Op, Settings};
 use crate::msg::Msg;
 use crate::value::{Ctx, Key, ReqId, Val};
@@ -91,7 +91,7 @@ impl Client<'_> {
             let coords = coords
                 .into_iter()
                 .take(usize::from(self.cfg.coordinators))
-                .map(|n| Id::from(usize::from(n)))
+                .map(|n| Choice::Coordinator(Id::from(usize::from(n))))
                 .collect();
             o.choose_random("coordinator", coords);
         }
@@ -196,6 +196,7 @@ mod tests {
             client_timeouts: false,
             timeouts: false,
             dedup: false,
+            lose: 0,
             mutation: None,
         }
     }

@@ -88,6 +88,10 @@ pub struct Settings {
     /// Coordinators remember the last request of each client so a duplicated request is not
     /// executed twice (only needed, and only on, when the network duplicates).
     pub dedup: bool,
+    /// Bounded loss: each server may lose at most this many incoming `Replicate` and `Repair`
+    /// messages, which ones chosen nondeterministically (0: none; the network itself stays
+    /// non-lossy, so runs still end and convergence is checked).
+    pub lose: u8,
     /// A deliberate bug, if any.
     pub mutation: Option<Mutation>,
 }
@@ -199,6 +203,7 @@ impl Builder {
                 client_timeouts: false,
                 timeouts: false,
                 dedup: false,
+                lose: 0,
                 mutation: None,
             },
             scripts: clients.iter().map(|c| script(c)).collect(),
@@ -304,6 +309,15 @@ pub fn ci() -> Vec<Config> {
         // W = 1 leaves replicas behind; anti-entropy brings them up; R = 3 reads meanwhile.
         Builder::new("entropy", 3, 3, 3, 1, &[&["blind0"], &["blind0"]])
             .with(|c| c.settings.anti_entropy = true)
+            .done(),
+        // W = 1 acknowledges a put its other replica may then lose (at most one replication
+        // message per server): only anti-entropy brings that replica up, so switched off,
+        // convergence fails.
+        Builder::new("entropy-loss", 3, 2, 1, 1, &[&["blind0"], &["blind0"]])
+            .with(|c| {
+                c.settings.anti_entropy = true;
+                c.settings.lose = 1;
+            })
             .done(),
     ]
 }

@@ -4,7 +4,7 @@
 //! shoal-model list
 //! shoal-model check <config> [--servers S] [--n N] [--r R] [--w W] [--ops get0,put0 ...]
 //!                            [--lossy] [--duplicating] [--crashes C] [--sloppy] [--read-repair]
-//!                            [--anti-entropy] [--reap] [--clock dvv|classic] [--mutation M]
+//!                            [--anti-entropy] [--reap] [--lose L] [--clock dvv|classic] [--mutation M]
 //!                            [--threads T] [--traces DIR]
 //! shoal-model explore <config> [--addr 127.0.0.1:3000] [same flags]
 //! ```
@@ -109,6 +109,10 @@ struct Overrides {
     /// Maximum messages in flight.
     #[arg(long)]
     max_network: Option<usize>,
+    /// Bounded loss: each server may lose at most this many incoming `Replicate` and `Repair`
+    /// messages (the network stays non-lossy).
+    #[arg(long)]
+    lose: Option<u8>,
     /// Introduce a deliberate bug.
     #[arg(long, value_enum)]
     mutation: Option<Mutation>,
@@ -141,6 +145,9 @@ impl Overrides {
         s.read_repair = self.read_repair.unwrap_or(s.read_repair);
         s.anti_entropy = self.anti_entropy.unwrap_or(s.anti_entropy);
         s.reap = self.reap.unwrap_or(s.reap);
+        if let Some(v) = self.lose {
+            s.lose = v;
+        }
         if self.mutation.is_some() {
             s.mutation = self.mutation;
         }
@@ -195,6 +202,9 @@ fn describe(c: &Config) -> String {
     }
     if c.crashes > 0 {
         feats.push(format!("crashes={}", c.crashes));
+    }
+    if s.lose > 0 {
+        feats.push(format!("lose={}", s.lose));
     }
     if let Some(m) = s.mutation {
         feats.push(format!("MUTATION={m:?}"));

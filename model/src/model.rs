@@ -28,7 +28,15 @@ pub fn within_boundary(cfg: &Config, state: &SysState) -> bool {
         .iter()
         .enumerate()
         .all(|(i, c)| !*c || is_server(state, i));
+    // A server does not crash while it holds a received message undecided (`lose`): that
+    // would be a loss outside the budget.
+    let no_crash_pending = state
+        .actor_states
+        .iter()
+        .zip(&state.crashed)
+        .all(|(a, c)| !*c || !matches!(&**a, State::Server(s) if s.pending.is_some()));
     clients_up
+        && no_crash_pending
         && restarts + down <= usize::from(cfg.crashes)
         && cfg.max_network.is_none_or(|m| state.network.len() <= m)
 }

@@ -43,7 +43,8 @@ pub fn stores(state: &SysState) -> Vec<&Store> {
         .collect()
 }
 
-/// Every version held by a replica, a hint or a server-to-server message in flight.
+/// Every version held by a replica, a hint or a server-to-server message in flight (or
+/// received and held undecided, see `lose`).
 fn copies(state: &SysState) -> Vec<&Version> {
     let mut out = Vec::new();
     for s in stores(state) {
@@ -52,6 +53,13 @@ fn copies(state: &SysState) -> Vec<&Version> {
     }
     for env in state.network.iter_deliverable() {
         out.extend(env.msg.carried_all());
+    }
+    for a in &state.actor_states {
+        if let State::Server(s) = &**a {
+            if let Some((_, m)) = s.pending.as_deref() {
+                out.extend(m.carried_all());
+            }
+        }
     }
     out
 }

@@ -33,7 +33,7 @@
 //! each replica still holding exactly that version drops the siblings and keeps the causal
 //! context, so a stale copy of a deleted value arriving later is recognised as superseded.
 
-use crate::actor::{Timer, Wiring};
+use crate::actor::{Choice, Timer, Wiring};
 use crate::config::Settings;
 use crate::dvv::Node;
 use crate::msg::Msg;
@@ -63,6 +63,9 @@ pub struct Store {
     /// How often this server started, the first start included (bounds crashes through
     /// `within_boundary`; saved at every start, so a crash before any write is counted too).
     pub boots: u8,
+    /// Ghost: replication messages this server lost (the bounded-loss fault; never read by the
+    /// protocol, kept with the store so a crash does not renew the budget; 0 unless `lose`).
+    pub lost: u8,
 }
 
 impl Rewrite<Id> for Store {
@@ -81,6 +84,7 @@ impl Rewrite<Id> for Store {
             served: self.served.rewrite(plan),
             gone: self.gone.rewrite(plan),
             boots: self.boots,
+            lost: self.lost,
         }
     }
 }
@@ -130,6 +134,10 @@ pub struct ServerState {
     pub dirty: bool,
     /// Hints changed since they were last offered to their owners.
     pub offer: bool,
+    /// A replication message received but not yet processed or lost: the nondeterministic
+    /// choice between the two is pending (only with `lose`; the server does nothing else
+    /// meanwhile, so receiving and choosing act as one step).
+    pub pending: Option<Box<(Id, Msg)>>,
 }
 
 impl Rewrite<Id> for ServerState {
@@ -167,6 +175,10 @@ impl Rewrite<Id> for ServerState {
                 .collect(),
             dirty: self.dirty,
             offer: self.offer,
+            pending: self
+                .pending
+                .as_ref()
+                .map(|p| Box::new((p.0.rewrite(plan), p.1.rewrite(plan)))),
         }
     }
 }
@@ -206,6 +218,7 @@ impl Server<'_> {
             gets: BTreeMap::new(),
             dirty,
             offer,
+            pending: None,
         }
     }
 
@@ -272,8 +285,40 @@ impl Server<'_> {
         }
     }
 
-    /// Handles one message.
+    /// Receives one message. With budget left (`lose`), a `Replicate` or `Repair` is held while
+    /// the choice between processing and losing it is made; until then the server ignores
+    /// other messages (they stay in flight).
     pub fn on_msg(&self, st: &mut Cow<ServerState>, src: Id, msg: Msg, o: &mut Out<Wiring>) {
+        if st.pending.is_some() {
+            return;
+        }
+        let losable = matches!(msg, Msg::Replicate { .. } | Msg::Repair { .. });
+        if losable && st.store.lost < self.cfg.lose {
+            st.to_mut().pending = Some(Box::new((src, msg)));
+            o.choose_random("lose", vec![Choice::Keep, Choice::Lose]);
+            return;
+        }
+        self.handle(st, src, msg, o);
+    }
+
+    /// Resolves a held message: processes it, or loses it exactly as a dropped message (no
+    /// state change, no acknowledgement) and counts the loss.
+    pub fn on_choice(&self, st: &mut Cow<ServerState>, lose: bool, o: &mut Out<Wiring>) {
+        let Some(held) = st.to_mut().pending.take() else {
+            return;
+        };
+        let (src, msg) = *held;
+        if lose {
+            let s = st.to_mut();
+            s.store.lost = s.store.lost.saturating_add(1);
+            self.save(s, o);
+        } else {
+            self.handle(st, src, msg, o);
+        }
+    }
+
+    /// Handles one message.
+    fn handle(&self, st: &mut Cow<ServerState>, src: Id, msg: Msg, o: &mut Out<Wiring>) {
         let ring = self.cfg.ring;
         let peer = usize::from(src);
         // The failure detector trusts a peer again when it answers one of our requests.
@@ -572,6 +617,11 @@ impl Server<'_> {
 
     /// Handles a timer.
     pub fn on_timeout(&self, st: &mut Cow<ServerState>, timer: &Timer, o: &mut Out<Wiring>) {
+        if st.pending.is_some() {
+            // Not now: renewing the timer makes the firing a no-op, so it stays set.
+            o.set_timer(timer.clone(), model_timeout());
+            return;
+        }
         match timer {
             Timer::Coordination => self.timeout_coordinations(st, o),
             Timer::Handoff => {
@@ -670,6 +720,7 @@ mod tests {
             client_timeouts: false,
             timeouts: true,
             dedup: false,
+            lose: 0,
             mutation: None,
         }
     }
@@ -745,6 +796,56 @@ mod tests {
         let mut o = Out::new();
         server.on_msg(&mut st, Id::from(2), Msg::ReplicateAck { req }, &mut o);
         assert!(acked(&o));
+    }
+
+    #[test]
+    fn a_lost_replicate_changes_nothing_but_the_budget_and_is_not_acknowledged() {
+        let mut cfg = settings(1);
+        cfg.lose = 1;
+        let server = Server { cfg: &cfg };
+        let version = Version::empty(Clock::Dvv).update(
+            &Ctx::new(),
+            0,
+            Val {
+                client: client(),
+                seq: 1,
+                key: 0,
+                tomb: false,
+            },
+        );
+        let req = ReqId {
+            client: client(),
+            seq: 1,
+        };
+        let m = Msg::Replicate {
+            req,
+            key: 0,
+            version,
+            hint: None,
+        };
+        let s = boot(&cfg, 1);
+        let mut st = Cow::Borrowed(&s);
+        let mut o = Out::new();
+        server.on_msg(&mut st, Id::from(0), m.clone(), &mut o);
+        assert!(st.pending.is_some(), "held until the choice");
+        assert!(o
+            .iter()
+            .any(|c| matches!(c, Command::ChooseRandom(_, r) if r.len() == 2)));
+        let mut blocked = st.clone();
+        server.on_msg(&mut blocked, Id::from(2), m.clone(), &mut Out::new());
+        assert_eq!(blocked, st, "nothing else is received meanwhile");
+        let mut o = Out::new();
+        server.on_choice(&mut st, true, &mut o);
+        assert!(st.pending.is_none() && st.store.data.is_empty());
+        assert_eq!(st.store.lost, 1);
+        assert!(!o.iter().any(|c| matches!(c, Command::Send(..))), "no ack");
+        let mut o = Out::new();
+        server.on_msg(&mut st, Id::from(0), m, &mut o);
+        assert!(st.pending.is_none(), "budget spent: processed at once");
+        assert_eq!(st.store.data[&0].values().len(), 1);
+        assert!(o
+            .iter()
+            .any(|c| matches!(c, Command::Send(_, Msg::ReplicateAck { .. }))));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! for DVVSets, per-sibling clocks for the classic scheme) and hints. Actors are numbered as in
 //! the model: servers `0..servers`, then clients.
 
-use crate::actor::{State, Timer, Wiring};
+use crate::actor::{Choice, State, Timer, Wiring};
 use crate::config::Op;
 use crate::model::ShoalModel;
 use crate::msg::Msg;
@@ -145,7 +145,7 @@ fn envelopes(state: &SysState) -> Vec<Envelope> {
         .collect()
 }
 
-type Action = ActorModelAction<Msg, Timer, stateright::actor::Id>;
+type Action = ActorModelAction<Msg, Timer, Choice>;
 
 fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
     let env = |e: &stateright::actor::Envelope<Msg>| Envelope {
@@ -168,6 +168,24 @@ fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
         ActorModelAction::Recover(id) => Event::Recover { node: (*id).into() },
         ActorModelAction::SelectRandom { actor, random, .. } => {
             let client: usize = (*actor).into();
+            // A server's choice resolves the message it held (`lose`): delivered or dropped.
+            if let Some(State::Server(s)) = prev.actor_states.get(client).map(|a| &**a) {
+                if let Some((src, msg)) = s.pending.as_deref() {
+                    let env = Envelope {
+                        from: (*src).into(),
+                        to: client,
+                        msg: msg.clone(),
+                    };
+                    return match random {
+                        Choice::Lose => Event::Drop(env),
+                        _ => Event::Deliver(env),
+                    };
+                }
+            }
+            let coordinator = match random {
+                Choice::Coordinator(c) => (*c).into(),
+                _ => client,
+            };
             let op = match prev.actor_states.get(client).map(|a| &**a) {
                 Some(State::Client(c)) => c.current(),
                 _ => None,
@@ -179,7 +197,7 @@ fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
             match (op, msg) {
                 (Some(op), Some(msg)) => Event::Request {
                     client,
-                    coordinator: (*random).into(),
+                    coordinator,
                     op,
                     msg,
                 },
@@ -190,6 +208,17 @@ fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
             }
         }
     }
+}
+
+/// Whether `action` left its receiver holding the message undecided (`lose`).
+fn holds(next: &SysState, action: &Action) -> bool {
+    let ActorModelAction::Deliver { dst, .. } = action else {
+        return false;
+    };
+    matches!(
+        next.actor_states.get(usize::from(*dst)).map(|a| &**a),
+        Some(State::Server(s)) if s.pending.is_some()
+    )
 }
 
 impl Trace {
@@ -203,6 +232,11 @@ impl Trace {
                 continue;
             };
             let next = &w[1].0;
+            if holds(next, action) {
+                // Receiving a message it then holds undecided is no event yet: the choice
+                // that follows is its delivery or its drop.
+                continue;
+            }
             let before = envelopes(prev);
             let sent: Vec<Envelope> = envelopes(next)
                 .into_iter()

@@ -74,6 +74,11 @@ fn entropy() {
 }
 
 #[test]
+fn entropy_loss() {
+    pinned("entropy-loss", 1073, 3242);
+}
+
+#[test]
 fn every_ci_configuration_is_pinned_here() {
     let names: Vec<String> = shoal_model::config::ci()
         .into_iter()
@@ -92,6 +97,7 @@ fn every_ci_configuration_is_pinned_here() {
         "repair",
         "reap",
         "entropy",
+        "entropy-loss",
     ];
     assert_eq!(names, pinned);
 }

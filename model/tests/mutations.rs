@@ -1,9 +1,11 @@
-//! Each mechanism the model relies on, broken on purpose, makes a property fail: the
-//! properties have teeth. Each check stops once the expected property fails.
+//! Each mechanism the model relies on, broken on purpose or switched off, makes a property
+//! fail: the properties have teeth. Each check stops once the expected property fails.
 
 use shoal_model::check::check_until;
 use shoal_model::config::{named, Config, Op};
+use shoal_model::msg::Msg;
 use shoal_model::mutation::Mutation;
+use shoal_model::trace::Event;
 
 fn mutated(name: &str, m: Mutation) -> Config {
     let mut cfg = named(name).expect("named configuration");
@@ -70,4 +72,21 @@ fn overwriting_instead_of_merging_leaves_replicas_diverged() {
 fn reaping_the_causal_context_lets_deleted_values_come_back() {
     let cfg = mutated("reap", Mutation::ReapForgetsContext);
     fails(&cfg, "no superseded or deleted value comes back");
+}
+
+#[test]
+fn without_anti_entropy_a_lost_replicate_leaves_replicas_diverged() {
+    let mut cfg = named("entropy-loss").expect("named configuration");
+    cfg.settings.anti_entropy = false;
+    fails(&cfg, "quiescent states are converged");
+    let report = check_until(&cfg, 1, "replicas converge");
+    let lost = report
+        .outcome("replicas converge")
+        .and_then(|o| o.trace.as_ref())
+        .is_some_and(|t| {
+            t.steps.iter().any(
+                |s| matches!(&s.event, Event::Drop(e) if matches!(e.msg, Msg::Replicate { .. })),
+            )
+        });
+    assert!(lost, "the counterexample loses a Replicate");
 }
