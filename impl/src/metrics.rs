@@ -120,6 +120,11 @@ impl Metrics {
                 "Requests that missed their quorum",
                 core.timeouts,
             ),
+            (
+                "shoal_tombstones_reaped_total",
+                "Keys whose tombstones were reaped here",
+                core.reaped,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = write!(

@@ -36,6 +36,11 @@ pub(super) enum Kind {
         reply_context: VersionVector,
         /// Values the key holds after this write.
         siblings: usize,
+        /// Whether the client has been answered (a delete waits on for every replica).
+        replied: bool,
+        /// For a write that leaves only tombstones: the key and its clock, to be reaped once
+        /// every replica has acknowledged it.
+        reap: Option<(Bytes, Clock)>,
     },
     /// A get: collecting answers from `replicas`; `replied` once `required` answered.
     Get {
@@ -152,6 +157,9 @@ impl<S: Store> Core<S> {
         let reply_context = reply_context(&clock, &context, self.actor);
         let me = self.id;
         let sends: Vec<NodeId> = replicas.iter().copied().filter(|n| *n != me).collect();
+        let tombstones_only = clock.size() > 0 && clock.values().iter().all(|v| v.is_tombstone());
+        let reap =
+            (self.config.reap_tombstones && tombstones_only).then(|| (key.clone(), clock.clone()));
         let req = self.new_request(
             now,
             waiter,
@@ -161,6 +169,8 @@ impl<S: Store> Core<S> {
                 required: w,
                 reply_context,
                 siblings: clock.size(),
+                replied: false,
+                reap,
             },
         );
         // Replicate while our own copy is being synced: the actor id's epoch guarantees the
@@ -203,30 +213,44 @@ impl<S: Store> Core<S> {
         self.check_put(req);
     }
 
+    /// Answers the client once `W` copies are durable; a delete that left only tombstones
+    /// waits on until every replica holds it, then has them reaped (see [`super::reap`]).
     fn check_put(&mut self, req: RequestId) {
-        let done = matches!(
-            self.requests.get(&req).map(|r| &r.kind),
-            Some(Kind::Put { acked, required, .. }) if acked.len() >= *required
-        );
-        if !done {
+        let Some(request) = self.requests.get_mut(&req) else {
             return;
+        };
+        let Kind::Put {
+            replicas,
+            acked,
+            required,
+            reply_context,
+            siblings,
+            replied,
+            reap,
+        } = &mut request.kind
+        else {
+            return;
+        };
+        let answer = (!*replied && acked.len() >= *required).then(|| ClientReply::Stored {
+            context: reply_context.clone(),
+            siblings: *siblings,
+        });
+        if answer.is_some() {
+            *replied = true;
         }
-        if let Some(Request {
-            waiter,
-            kind:
-                Kind::Put {
-                    reply_context,
-                    siblings,
-                    ..
-                },
-            ..
-        }) = self.finish(req)
-        {
-            let reply = ClientReply::Stored {
-                context: reply_context,
-                siblings,
-            };
+        let everyone = acked.len() == replicas.len();
+        let complete = everyone || (*replied && reap.is_none());
+        let reap_now = if everyone { reap.take() } else { None };
+        let targets = replicas.clone();
+        let waiter = request.waiter.clone();
+        if let Some(reply) = answer {
             self.answer(waiter, reply);
+        }
+        if complete {
+            self.finish(req);
+        }
+        if let Some((key, clock)) = reap_now {
+            self.send_reaps(&targets, key, clock);
         }
     }
 
@@ -330,8 +354,11 @@ impl<S: Store> Core<S> {
         };
         let unavailable = match &request.kind {
             Kind::Put {
-                acked, required, ..
-            } => Some((*required, acked.len())),
+                acked,
+                required,
+                replied,
+                ..
+            } => (!*replied).then_some((*required, acked.len())),
             Kind::Get {
                 answers,
                 required,

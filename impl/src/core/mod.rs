@@ -32,10 +32,11 @@
 //!
 //! The mechanisms live one per module, named as in the Dynamo paper: [`coordinator`] (quorum
 //! puts and gets, forwarding), [`replica`] (storing and serving a key's clock) and
-//! [`read_repair`].
+//! [`read_repair`], [`reap`] (removing tombstones once every replica holds them).
 
 pub mod coordinator;
 pub mod read_repair;
+pub mod reap;
 pub mod replica;
 
 use crate::node_id::NodeId;
@@ -72,6 +73,8 @@ pub struct CoreConfig {
     pub request_timeout: Duration,
     /// Whether gets repair stale replicas they read.
     pub read_repair: bool,
+    /// Whether a delete that every replica acknowledged has its tombstones reaped.
+    pub reap_tombstones: bool,
     /// Clocks kept in memory after they are durable, sparing the storage engine's lookups and
     /// the decoding on hot keys.
     pub cache_entries: usize,
@@ -85,6 +88,7 @@ impl Default for CoreConfig {
             w: 2,
             request_timeout: Duration::from_secs(2),
             read_repair: true,
+            reap_tombstones: true,
             cache_entries: 64 * 1024,
         }
     }
@@ -180,6 +184,8 @@ pub struct Stats {
     pub rejected_messages: u64,
     /// Requests that timed out before reaching their quorum.
     pub timeouts: u64,
+    /// Keys whose tombstones this node reaped.
+    pub reaped: u64,
 }
 
 /// Who waits for a coordinated request's answer.
@@ -325,6 +331,11 @@ impl<S: Store> Core<S> {
             PeerMessage::Read { req, key } => {
                 if self.valid_key(&key) {
                     self.on_read(from, req, key);
+                }
+            }
+            PeerMessage::Reap { key, clock } => {
+                if self.valid_key(&key) {
+                    self.on_reap(key, clock);
                 }
             }
             PeerMessage::ReplicateAck { req } => self.on_replicate_ack(from, req),

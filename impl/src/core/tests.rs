@@ -562,3 +562,94 @@ fn the_context_a_put_returns_never_covers_a_sibling_the_writer_did_not_see() {
     sim.run(&[]);
     assert_eq!(found(sim.replies.get(&ClientId(7))).0, vec!["y"]);
 }
+
+fn delete(key: &str, context: VersionVector) -> ClientOp {
+    ClientOp::Put {
+        key: Bytes::from(key.to_string()),
+        value: Value::Tombstone,
+        context,
+        w: None,
+    }
+}
+
+#[test]
+fn a_tombstone_every_replica_holds_is_reaped_and_the_value_never_returns() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    let before = sim.nodes[&NodeId(2)]
+        .1
+        .load(&skey)
+        .expect("load")
+        .expect("stored");
+    sim.client(1, 2, get("k"));
+    sim.run(&[]);
+    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    sim.client(1, 3, delete("k", ctx));
+    sim.run(&[]);
+    assert!(matches!(
+        sim.replies.get(&ClientId(3)),
+        Some(ClientReply::Stored { .. })
+    ));
+    for node in 1..=3 {
+        let clock = sim.nodes[&NodeId(node)]
+            .1
+            .load(&skey)
+            .expect("load")
+            .expect("history kept");
+        assert_eq!(clock.size(), 0, "node {node} still holds the tombstone");
+        assert!(
+            !clock.join().is_empty(),
+            "node {node} lost the causal history"
+        );
+    }
+    let reaped: u64 = (1..=3).map(|n| sim.core(n).stats().reaped).sum();
+    assert_eq!(reaped, 3);
+    // A stale copy of the deleted value arriving late cannot bring it back.
+    let now = sim.now;
+    sim.core(3).handle_peer(
+        now,
+        NodeId(2),
+        PeerMessage::Repair {
+            key: Bytes::from_static(b"k"),
+            clock: before,
+        },
+    );
+    sim.run(&[]);
+    sim.client(3, 4, get("k"));
+    sim.run(&[]);
+    let (values, ctx) = found(sim.replies.get(&ClientId(4)));
+    assert!(values.is_empty());
+    assert!(!ctx.is_empty());
+}
+
+#[test]
+fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    sim.client(1, 2, get("k"));
+    sim.run(&[]);
+    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    sim.client(1, 3, delete("k", ctx));
+    sim.run(&[3]);
+    // W = 2 answered the client; node 3 never acknowledged, so nothing is reaped.
+    assert!(matches!(
+        sim.replies.get(&ClientId(3)),
+        Some(ClientReply::Stored { .. })
+    ));
+    sim.advance(Duration::from_secs(3));
+    assert_eq!(sim.replies.len(), 3, "no second answer at the deadline");
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    for node in 1..=2 {
+        let clock = sim.nodes[&NodeId(node)]
+            .1
+            .load(&skey)
+            .expect("load")
+            .expect("stored");
+        assert_eq!(clock.size(), 1, "node {node} reaped too early");
+        assert!(clock.values()[0].is_tombstone());
+    }
+    assert_eq!(sim.core(1).in_flight(), 0);
+}
