@@ -36,15 +36,9 @@ pub struct DevArgs {
     /// Peer port of node 1; node I listens on this + I − 1.
     #[arg(long, default_value_t = 9701)]
     pub peer_port: u16,
-    /// Replicas per key (default: min(3, nodes)).
-    #[arg(short = 'n', long)]
-    pub replicas: Option<usize>,
-    /// Read quorum (default: a majority of N).
-    #[arg(short = 'r', long)]
-    pub read_quorum: Option<usize>,
-    /// Write quorum (default: a majority of N).
-    #[arg(short = 'w', long)]
-    pub write_quorum: Option<usize>,
+    /// N, R and W.
+    #[command(flatten)]
+    pub quorum: super::quorum_args::QuorumArgs,
     /// Partitions Q.
     #[arg(long, default_value_t = 64)]
     pub partitions: u32,
@@ -59,7 +53,7 @@ pub struct DevArgs {
 /// Runs the cluster until interrupted.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
-    let n = args.replicas.unwrap_or(args.nodes.min(3) as usize);
+    let n = args.quorum.replicas.unwrap_or(args.nodes.min(3) as usize);
     let majority = n / 2 + 1;
     let durability = match args.durability.as_str() {
         "sync" => Durability::Sync,
@@ -100,8 +94,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             data_dir: dir.join("db"),
             partitions: args.partitions,
             n,
-            r: args.read_quorum.unwrap_or(majority),
-            w: args.write_quorum.unwrap_or(majority),
+            r: args.quorum.read_quorum.unwrap_or(majority),
+            w: args.quorum.write_quorum.unwrap_or(majority),
             durability,
             request_timeout_ms: 2000,
             max_value_bytes: 1 << 20,

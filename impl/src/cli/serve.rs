@@ -28,15 +28,9 @@ pub struct ServeArgs {
     /// A cluster member as `ID=PEER_ADDR,HTTP_ADDR` (repeat for each; replaces the file's list).
     #[arg(long = "member", value_parser = parse_member)]
     pub members: Vec<Member>,
-    /// Replicas per key N.
-    #[arg(short = 'n', long)]
-    pub replicas: Option<usize>,
-    /// Default read quorum R.
-    #[arg(short = 'r', long)]
-    pub read_quorum: Option<usize>,
-    /// Default write quorum W.
-    #[arg(short = 'w', long)]
-    pub write_quorum: Option<usize>,
+    /// N, R and W.
+    #[command(flatten)]
+    pub quorum: super::quorum_args::QuorumArgs,
     /// Partition count Q.
     #[arg(long)]
     pub partitions: Option<u32>,
@@ -98,13 +92,13 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     if !args.members.is_empty() {
         config.nodes = args.members;
     }
-    if let Some(n) = args.replicas {
+    if let Some(n) = args.quorum.replicas {
         config.n = n;
     }
-    if let Some(r) = args.read_quorum {
+    if let Some(r) = args.quorum.read_quorum {
         config.r = r;
     }
-    if let Some(w) = args.write_quorum {
+    if let Some(w) = args.quorum.write_quorum {
         config.w = w;
     }
     if let Some(q) = args.partitions {

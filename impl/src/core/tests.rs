@@ -116,6 +116,14 @@ impl Sim {
         self.drain();
     }
 
+    /// A get of `key` through `node` as client `client`, run to completion: the sorted
+    /// values and the context.
+    fn read(&mut self, node: u64, client: u64, key: &str) -> (Vec<String>, VersionVector) {
+        self.client(node, client, get(key));
+        self.run(&[]);
+        found(self.replies.get(&ClientId(client)))
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
         let now = self.now;
@@ -178,15 +186,11 @@ fn concurrent_blind_writes_become_siblings_and_a_merged_write_resolves_them() {
     sim.client(1, 1, put("k", "a", VersionVector::new()));
     sim.client(2, 2, put("k", "b", VersionVector::new()));
     sim.run(&[]);
-    sim.client(3, 3, get("k"));
-    sim.run(&[]);
-    let (values, context) = found(sim.replies.get(&ClientId(3)));
+    let (values, context) = sim.read(3, 3, "k");
     assert_eq!(values, vec!["a", "b"]);
     sim.client(3, 4, put("k", "merged", context));
     sim.run(&[]);
-    sim.client(1, 5, get("k"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(5))).0, vec!["merged"]);
+    assert_eq!(sim.read(1, 5, "k").0, vec!["merged"]);
 }
 
 #[test]
@@ -195,15 +199,11 @@ fn two_writes_with_one_context_through_one_coordinator_both_survive() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v0", VersionVector::new()));
     sim.run(&[]);
-    sim.client(1, 2, get("k"));
-    sim.run(&[]);
-    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    let (_, ctx) = sim.read(1, 2, "k");
     sim.client(1, 3, put("k", "x", ctx.clone()));
     sim.client(1, 4, put("k", "y", ctx));
     sim.run(&[]);
-    sim.client(2, 5, get("k"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(5))).0, vec!["x", "y"]);
+    assert_eq!(sim.read(2, 5, "k").0, vec!["x", "y"]);
 }
 
 #[test]
@@ -341,9 +341,7 @@ fn read_repair_brings_a_replica_that_missed_a_write_up_to_date() {
     sim.run(&[3]);
     let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
     assert!(sim.nodes[&NodeId(3)].1.load(&skey).expect("load").is_none());
-    sim.client(1, 2, get("k"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(2))).0, vec!["v"]);
+    assert_eq!(sim.read(1, 2, "k").0, vec!["v"]);
     let repaired = sim.nodes[&NodeId(3)]
         .1
         .load(&skey)
@@ -372,9 +370,7 @@ fn a_node_outside_the_preference_list_forwards_writes() {
         Some(ClientReply::Stored { .. })
     ));
     assert_eq!(sim.core(other).stats().forwarded, 1);
-    sim.client(other, 2, get("k"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(2))).0, vec!["v"]);
+    assert_eq!(sim.read(other, 2, "k").0, vec!["v"]);
 }
 
 #[test]
@@ -382,9 +378,7 @@ fn deletes_hide_values_but_a_later_blind_put_shows() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     sim.run(&[]);
-    sim.client(2, 2, get("k"));
-    sim.run(&[]);
-    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    let (_, ctx) = sim.read(2, 2, "k");
     sim.client(
         2,
         3,
@@ -396,16 +390,12 @@ fn deletes_hide_values_but_a_later_blind_put_shows() {
         },
     );
     sim.run(&[]);
-    sim.client(3, 4, get("k"));
-    sim.run(&[]);
-    let (values, ctx) = found(sim.replies.get(&ClientId(4)));
+    let (values, ctx) = sim.read(3, 4, "k");
     assert!(values.is_empty());
     assert!(!ctx.is_empty(), "a deleted key keeps its history");
     sim.client(3, 5, put("k", "again", VersionVector::new()));
     sim.run(&[]);
-    sim.client(1, 6, get("k"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(6))).0, vec!["again"]);
+    assert_eq!(sim.read(1, 6, "k").0, vec!["again"]);
 }
 
 #[test]
@@ -558,9 +548,7 @@ fn the_context_a_put_returns_never_covers_a_sibling_the_writer_did_not_see() {
     };
     sim.client(1, 6, put("solo", "y", context));
     sim.run(&[]);
-    sim.client(3, 7, get("solo"));
-    sim.run(&[]);
-    assert_eq!(found(sim.replies.get(&ClientId(7))).0, vec!["y"]);
+    assert_eq!(sim.read(3, 7, "solo").0, vec!["y"]);
 }
 
 fn delete(key: &str, context: VersionVector) -> ClientOp {
@@ -583,9 +571,7 @@ fn a_tombstone_every_replica_holds_is_reaped_and_the_value_never_returns() {
         .load(&skey)
         .expect("load")
         .expect("stored");
-    sim.client(1, 2, get("k"));
-    sim.run(&[]);
-    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    let (_, ctx) = sim.read(1, 2, "k");
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[]);
     assert!(matches!(
@@ -617,9 +603,7 @@ fn a_tombstone_every_replica_holds_is_reaped_and_the_value_never_returns() {
         },
     );
     sim.run(&[]);
-    sim.client(3, 4, get("k"));
-    sim.run(&[]);
-    let (values, ctx) = found(sim.replies.get(&ClientId(4)));
+    let (values, ctx) = sim.read(3, 4, "k");
     assert!(values.is_empty());
     assert!(!ctx.is_empty());
 }
@@ -629,9 +613,7 @@ fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     sim.run(&[]);
-    sim.client(1, 2, get("k"));
-    sim.run(&[]);
-    let (_, ctx) = found(sim.replies.get(&ClientId(2)));
+    let (_, ctx) = sim.read(1, 2, "k");
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[3]);
     // W = 2 answered the client; node 3 never acknowledged, so nothing is reaped.
