@@ -84,6 +84,14 @@ pub enum StartError {
     /// The incarnation's actor id could not be determined or made durable.
     #[error("cannot set up this incarnation: {0}")]
     Incarnation(#[from] crate::storage::IncarnationError),
+    /// The configured partition count differs from the one the data was written with.
+    #[error("the data was written with {stored} partitions but {configured} are configured; Q is fixed when a cluster is created")]
+    PartitionsChanged {
+        /// Q recorded in the data directory.
+        stored: u32,
+        /// Q in the configuration.
+        configured: u32,
+    },
     /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -99,6 +107,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let ring = config.validate()?;
     let me = NodeId(config.id);
     let storage = Storage::open(&config.data_dir)?;
+    if let Some(stored) = storage.check_partitions(config.partitions)? {
+        return Err(StartError::PartitionsChanged {
+            stored,
+            configured: config.partitions,
+        });
+    }
     let actor = storage.incarnation()?;
     let (inputs, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
@@ -142,7 +156,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let core_task = tokio::spawn(async move {
         let epoch = Instant::now();
         let mut clients: HashMap<ClientId, oneshot::Sender<ClientReply>> = HashMap::new();
-        let mut drained: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut drained: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
         let mut next_client = 0u64;
         loop {
             let deadline = core
@@ -181,8 +195,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
                                 let _ = tx.send(core.stats().clone());
                             }
                             Input::Drain(tx) => {
-                                core.set_draining(true);
-                                drained.push(tx);
+                                let mark = core.set_draining(true);
+                                drained.push((mark, tx));
                             }
                         }
                         taken += 1;
@@ -222,10 +236,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
                     }
                 }
             }
-            if !drained.is_empty() && core.pending_persists() == 0 {
-                for tx in drained.drain(..) {
-                    let _ = tx.send(());
+            if !drained.is_empty() {
+                let mut waiting = Vec::new();
+                for (mark, tx) in drained.drain(..) {
+                    if core.durable_up_to(mark) {
+                        let _ = tx.send(());
+                    } else {
+                        waiting.push((mark, tx));
+                    }
                 }
+                drained = waiting;
             }
         }
     });

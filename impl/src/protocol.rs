@@ -119,14 +119,6 @@ pub enum PeerMessage {
         /// The merged clock the coordinator read.
         clock: Clock,
     },
-    /// Every replica acknowledged this tombstone-only clock: if it is still exactly what you
-    /// hold, drop the tombstones and keep the causal history (no answer).
-    Reap {
-        /// The key.
-        key: Bytes,
-        /// The clock every replica acknowledged.
-        clock: Clock,
-    },
     /// A node outside a key's preference list hands a write to a node in it.
     Forward {
         /// The forwarding node's request.
@@ -140,5 +132,13 @@ pub enum PeerMessage {
         req: RequestId,
         /// The outcome.
         reply: ClientReply,
+    },
+    /// Every replica acknowledged this tombstone-only clock: if it is still exactly what you
+    /// hold, drop the tombstones and keep the causal history (no answer).
+    Reap {
+        /// The key.
+        key: Bytes,
+        /// The clock every replica acknowledged.
+        clock: Clock,
     },
 }

@@ -53,6 +53,9 @@ pub struct WriteJob {
 /// Key of the current incarnation's actor id in the `meta` keyspace.
 const ACTOR_KEY: &[u8] = b"actor";
 
+/// The partition count the data was written with.
+const PARTITIONS_KEY: &[u8] = b"partitions";
+
 /// Present (holding the actor id) only after a clean shutdown of that incarnation.
 const CLEAN_KEY: &[u8] = b"clean";
 
@@ -131,6 +134,25 @@ impl Storage {
     pub fn mark_clean(&self, actor: NodeId) -> Result<(), fjall::Error> {
         self.meta.insert(CLEAN_KEY, actor.0.to_be_bytes())?;
         self.db.persist(PersistMode::SyncAll)
+    }
+
+    /// Records the partition count `q` on first start and returns the one recorded before if
+    /// it differs: `Q` is fixed at cluster creation, since it decides where every key's clock
+    /// is stored (and a node that could not find its clocks could reissue its dots).
+    pub fn check_partitions(&self, q: u32) -> Result<Option<u32>, IncarnationError> {
+        match self.meta.get(PARTITIONS_KEY)? {
+            Some(bytes) => {
+                let stored = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| IncarnationError::Corrupt("partitions".into()))?;
+                Ok((stored != q).then_some(stored))
+            }
+            None => {
+                self.meta.insert(PARTITIONS_KEY, q.to_be_bytes())?;
+                self.db.persist(PersistMode::SyncAll)?;
+                Ok(None)
+            }
+        }
     }
 
     /// Bytes on disk, for metrics.
@@ -236,6 +258,15 @@ mod tests {
             s.incarnation().expect("actor")
         };
         assert_ne!(third, fourth);
+    }
+
+    #[test]
+    fn the_partition_count_is_fixed_at_the_first_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s = Storage::open(dir.path()).expect("open");
+        assert_eq!(s.check_partitions(64).expect("first"), None);
+        assert_eq!(s.check_partitions(64).expect("same"), None);
+        assert_eq!(s.check_partitions(128).expect("changed"), Some(64));
     }
 
     #[test]

@@ -134,8 +134,20 @@ async fn shoal_dev_runs_a_cluster_stops_it_on_ctrl_c_and_keeps_the_data() {
     assert!(status.success(), "{status}");
     assert!(node_pids(&data).is_empty(), "node processes left running");
 
-    // A second start reuses the data.
+    // A second start reuses the data, and after a clean stop each node keeps its actor id
+    // (its log names the actor at every start).
     let (_dev, _) = start_dev(&data, http, peer);
+    for node in 1..=3 {
+        let log = std::fs::read_to_string(data.join(format!("n{node}/node.log"))).expect("log");
+        let actors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("starting"))
+            .filter_map(|l| l.split("actor=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .collect();
+        assert_eq!(actors.len(), 2, "node {node} log:\n{log}");
+        assert_eq!(actors[0], actors[1], "node {node} changed actor after a clean stop");
+    }
     let got = client
         .get(format!("http://127.0.0.1:{}/kv/greeting", http + 1))
         .send()

@@ -75,9 +75,9 @@ pub struct CoreConfig {
     pub read_repair: bool,
     /// Whether a delete that every replica acknowledged has its tombstones reaped.
     pub reap_tombstones: bool,
-    /// Clocks kept in memory after they are durable, sparing the storage engine's lookups and
-    /// the decoding on hot keys.
-    pub cache_entries: usize,
+    /// Bytes of durable clocks kept in memory (by [`clock_size_estimate`]), sparing the
+    /// storage engine's lookups and the decoding on hot keys.
+    pub cache_bytes: u64,
 }
 
 impl Default for CoreConfig {
@@ -89,7 +89,7 @@ impl Default for CoreConfig {
             request_timeout: Duration::from_secs(2),
             read_repair: true,
             reap_tombstones: true,
-            cache_entries: 64 * 1024,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -139,6 +139,16 @@ pub fn clock_size_estimate(clock: &Clock) -> usize {
         .map(|v| v.data().map_or(0, |d| d.len()) + 16)
         .sum::<usize>()
         + 24 * clock.ids().len()
+}
+
+/// Weighs a cached clock by its estimated encoded size, so the cache is bounded in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClockWeight;
+
+impl quick_cache::Weighter<Vec<u8>, Clock> for ClockWeight {
+    fn weight(&self, key: &Vec<u8>, clock: &Clock) -> u64 {
+        (key.len() + clock_size_estimate(clock)) as u64
+    }
 }
 
 /// Something the shell must do on the core's behalf.
@@ -223,7 +233,7 @@ pub struct Core<S> {
     unsynced: HashMap<Vec<u8>, (Clock, u32)>,
     /// Durable clocks recently read or written. Every write to the store passes through this
     /// core, so the cache always equals the store where it has an entry.
-    cache: quick_cache::unsync::Cache<Vec<u8>, Clock>,
+    cache: quick_cache::unsync::Cache<Vec<u8>, Clock, ClockWeight>,
     persists: HashMap<PersistId, (Vec<u8>, AfterPersist)>,
     requests: HashMap<RequestId, coordinator::Request>,
     timers: BTreeSet<(Time, RequestId)>,
@@ -238,7 +248,7 @@ impl<S: Store> Core<S> {
     /// durable clocks from `store`. The shell must have made `actor` durable and must never
     /// reuse it after an unclean stop (see the module documentation).
     pub fn new(id: NodeId, actor: NodeId, ring: Ring, config: CoreConfig, store: S) -> Self {
-        let cache_entries = config.cache_entries.max(16);
+        let cache_bytes = config.cache_bytes.max(1 << 20);
         Core {
             id,
             actor,
@@ -247,7 +257,12 @@ impl<S: Store> Core<S> {
             config,
             store,
             unsynced: HashMap::new(),
-            cache: quick_cache::unsync::Cache::new(cache_entries),
+            // Sized for clocks of about 1 KiB; the weight bounds the bytes whatever their size.
+            cache: quick_cache::unsync::Cache::with_weighter(
+                (cache_bytes / 1024) as usize,
+                cache_bytes,
+                ClockWeight,
+            ),
             persists: HashMap::new(),
             requests: HashMap::new(),
             timers: BTreeSet::new(),
@@ -289,11 +304,18 @@ impl<S: Store> Core<S> {
         self.persists.len()
     }
 
-    /// Stops (or resumes) coordinating writes: a clean shutdown drains until
-    /// [`Core::pending_persists`] is zero, after which every dot this incarnation issued is
-    /// durable here and its actor id may be reused.
-    pub fn set_draining(&mut self, draining: bool) {
+    /// Stops (or resumes) coordinating writes. Returns a mark for [`Core::durable_up_to`]: once
+    /// every write handed out before the mark is durable, every dot this incarnation issued is
+    /// durable here and its actor id may be reused (later writes are replica writes, repairs
+    /// and reaps, which issue no dots, so a busy peer cannot hold a shutdown up).
+    pub fn set_draining(&mut self, draining: bool) -> u64 {
         self.draining = draining;
+        self.next_persist
+    }
+
+    /// Whether every write handed to the shell before `mark` has been reported durable.
+    pub fn durable_up_to(&self, mark: u64) -> bool {
+        !self.persists.keys().any(|id| id.0 < mark)
     }
 
     /// Requests still in flight (coordinated here or forwarded from here).

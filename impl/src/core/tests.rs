@@ -497,11 +497,12 @@ fn a_write_that_would_exceed_the_sibling_limit_is_refused_and_stores_nothing() {
 }
 
 #[test]
-fn a_draining_node_refuses_new_writes_and_reports_when_all_are_durable() {
+fn a_draining_node_refuses_new_writes_and_waits_only_for_writes_before_the_drain() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     assert_eq!(sim.core(1).pending_persists(), 1);
-    sim.core(1).set_draining(true);
+    let mark = sim.core(1).set_draining(true);
+    assert!(!sim.core(1).durable_up_to(mark));
     sim.client(1, 2, put("k", "late", VersionVector::new()));
     assert_eq!(
         sim.replies.get(&ClientId(2)),
@@ -510,8 +511,38 @@ fn a_draining_node_refuses_new_writes_and_reports_when_all_are_durable() {
             answered: 0
         })
     );
+    // Another coordinator's write makes node 1 persist a replica copy after the mark: it
+    // issues no dot of node 1's, so the drain does not wait for it.
+    sim.client(2, 3, put("other", "x", VersionVector::new()));
+    sim.drain();
+    for (from, to, msg) in std::mem::take(&mut sim.network) {
+        let now = sim.now;
+        sim.nodes
+            .get_mut(&to)
+            .expect("node")
+            .0
+            .handle_peer(now, from, msg);
+    }
+    sim.drain();
+    let (node, p, key, clock) = sim
+        .pending
+        .iter()
+        .find(|(n, ..)| *n == NodeId(1))
+        .cloned()
+        .expect("node 1's own write is pending");
+    sim.pending.retain(|(_, q, ..)| *q != p);
+    sim.nodes[&node].1 .0.borrow_mut().insert(key, clock);
+    let now = sim.now;
+    sim.core(1).handle_persisted(now, [p]);
+    assert!(
+        sim.core(1).durable_up_to(mark),
+        "only writes before the drain count"
+    );
+    assert!(
+        sim.core(1).pending_persists() > 0,
+        "the replica copy is still pending"
+    );
     sim.run(&[]);
-    assert_eq!(sim.core(1).pending_persists(), 0);
     assert!(matches!(
         sim.replies.get(&ClientId(1)),
         Some(ClientReply::Stored { .. })
