@@ -146,7 +146,10 @@ async fn shoal_dev_runs_a_cluster_stops_it_on_ctrl_c_and_keeps_the_data() {
             .filter_map(|rest| rest.split_whitespace().next())
             .collect();
         assert_eq!(actors.len(), 2, "node {node} log:\n{log}");
-        assert_eq!(actors[0], actors[1], "node {node} changed actor after a clean stop");
+        assert_eq!(
+            actors[0], actors[1],
+            "node {node} changed actor after a clean stop"
+        );
     }
     let got = client
         .get(format!("http://127.0.0.1:{}/kv/greeting", http + 1))
