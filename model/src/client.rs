@@ -179,25 +179,11 @@ impl Client<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Ring;
-    use crate::version::Clock;
 
     fn settings() -> Settings {
         Settings {
-            ring: Ring { servers: 3, n: 3 },
-            r: 1,
-            w: 1,
             coordinators: 2,
-            clock: Clock::Dvv,
-            sloppy: false,
-            read_repair: false,
-            anti_entropy: false,
-            reap: false,
-            client_timeouts: false,
-            timeouts: false,
-            dedup: false,
-            lose: 0,
-            mutation: None,
+            ..Settings::plain(3, 3, 1, 1)
         }
     }
 

@@ -97,6 +97,27 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `servers` servers, `N`/`R`/`W` as given, one coordinator, DVVSets, every optional
+    /// mechanism and fault handling off: the base that configurations switch features on from.
+    pub fn plain(servers: u8, n: u8, r: u8, w: u8) -> Settings {
+        Settings {
+            ring: Ring { servers, n },
+            r,
+            w,
+            coordinators: 1,
+            clock: Clock::Dvv,
+            sloppy: false,
+            read_repair: false,
+            anti_entropy: false,
+            reap: false,
+            client_timeouts: false,
+            timeouts: false,
+            dedup: false,
+            lose: 0,
+            mutation: None,
+        }
+    }
+
     /// Whether the deliberate bug `m` is switched on.
     pub fn mutated(&self, m: Mutation) -> bool {
         self.mutation == Some(m)
@@ -190,22 +211,7 @@ impl Builder {
     fn new(name: &str, servers: u8, n: u8, r: u8, w: u8, clients: &[&[&str]]) -> Builder {
         Builder(Config {
             name: name.into(),
-            settings: Settings {
-                ring: Ring { servers, n },
-                r,
-                w,
-                coordinators: 1,
-                clock: Clock::Dvv,
-                sloppy: false,
-                read_repair: false,
-                anti_entropy: false,
-                reap: false,
-                client_timeouts: false,
-                timeouts: false,
-                dedup: false,
-                lose: 0,
-                mutation: None,
-            },
+            settings: Settings::plain(servers, n, r, w),
             scripts: clients.iter().map(|c| script(c)).collect(),
             lossy: false,
             duplicating: false,

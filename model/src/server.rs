@@ -701,32 +701,43 @@ impl Server<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Ring;
     use crate::value::Ctx;
     use crate::version::Clock;
     use stateright::actor::Command;
 
     fn settings(w: u8) -> Settings {
         Settings {
-            ring: Ring { servers: 4, n: 3 },
-            r: 1,
-            w,
-            coordinators: 1,
-            clock: Clock::Dvv,
             sloppy: true,
-            read_repair: false,
-            anti_entropy: false,
             reap: true,
-            client_timeouts: false,
             timeouts: true,
-            dedup: false,
-            lose: 0,
-            mutation: None,
+            ..Settings::plain(4, 3, 1, w)
         }
     }
 
     fn client() -> Id {
         Id::from(7)
+    }
+
+    /// The client's first request, a blind put of key 0.
+    fn first_req() -> ReqId {
+        ReqId {
+            client: client(),
+            seq: 1,
+        }
+    }
+
+    /// The version a first blind put of key 0 by the client creates at server 0.
+    fn first_write() -> Version {
+        Version::empty(Clock::Dvv).update(
+            &Ctx::new(),
+            0,
+            Val {
+                client: client(),
+                seq: 1,
+                key: 0,
+                tomb: false,
+            },
+        )
     }
 
     fn put(seq: u8, tomb: bool) -> Msg {
@@ -780,10 +791,7 @@ mod tests {
         let s = boot(&cfg, 0);
         let mut st = Cow::Borrowed(&s);
         server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
-        let req = ReqId {
-            client: client(),
-            seq: 1,
-        };
+        let req = first_req();
         let acked = |o: &Out<Wiring>| {
             o.iter()
                 .any(|c| matches!(c, Command::Send(_, Msg::PutOk { .. })))
@@ -803,20 +811,8 @@ mod tests {
         let mut cfg = settings(1);
         cfg.lose = 1;
         let server = Server { cfg: &cfg };
-        let version = Version::empty(Clock::Dvv).update(
-            &Ctx::new(),
-            0,
-            Val {
-                client: client(),
-                seq: 1,
-                key: 0,
-                tomb: false,
-            },
-        );
-        let req = ReqId {
-            client: client(),
-            seq: 1,
-        };
+        let version = first_write();
+        let req = first_req();
         let m = Msg::Replicate {
             req,
             key: 0,
@@ -882,22 +878,10 @@ mod tests {
     fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
         let cfg = settings(1);
         let server = Server { cfg: &cfg };
-        let version = Version::empty(Clock::Dvv).update(
-            &Ctx::new(),
-            0,
-            Val {
-                client: client(),
-                seq: 1,
-                key: 0,
-                tomb: false,
-            },
-        );
+        let version = first_write();
         let s = boot(&cfg, 3);
         let mut st = Cow::Borrowed(&s);
-        let req = ReqId {
-            client: client(),
-            seq: 1,
-        };
+        let req = first_req();
         let mut o = Out::new();
         let m = Msg::Replicate {
             req,
