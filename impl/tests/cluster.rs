@@ -21,16 +21,7 @@ async fn a_put_through_one_node_is_read_through_every_node() {
     }
     // Plain (non-JSON) reads return the value as the body.
     let url = c.url(2, "k");
-    let body = c
-        .client
-        .get(url)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    assert_eq!(body, "hello");
+    assert_eq!(common::get_text(&c.client, &url).await, "hello");
 }
 
 #[tokio::test]
@@ -136,28 +127,10 @@ async fn admin_endpoints_and_metrics_describe_the_cluster() {
     assert_eq!(c.put(1, "k", "v", None).await.0, 204);
     assert_eq!(c.get(1, "k").await.0, 200);
     let base = format!("http://{}", c.nodes[0].http);
-    let ring: serde_json::Value = c
-        .client
-        .get(format!("{base}/admin/ring"))
-        .send()
-        .await
-        .expect("ring")
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).expect("json"))
-        .expect("body");
+    let ring = common::get_json(&c.client, &format!("{base}/admin/ring")).await;
     assert_eq!(ring["partitions"], 16);
     assert_eq!(ring["owners"].as_array().map(Vec::len), Some(16));
-    let nodes: serde_json::Value = c
-        .client
-        .get(format!("{base}/admin/nodes"))
-        .send()
-        .await
-        .expect("nodes")
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).expect("json"))
-        .expect("body");
+    let nodes = common::get_json(&c.client, &format!("{base}/admin/nodes")).await;
     let nodes = nodes.as_array().expect("array");
     assert_eq!(nodes.len(), 3);
     assert_eq!(nodes.iter().filter(|n| n["self"] == true).count(), 1);
@@ -166,15 +139,7 @@ async fn admin_endpoints_and_metrics_describe_the_cluster() {
         .map(|n| n["partitions"].as_u64().expect("count"))
         .sum();
     assert_eq!(total, 16);
-    let metrics = c
-        .client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::get_text(&c.client, &format!("{base}/metrics")).await;
     for line in [
         "shoal_requests_total{op=\"put\",outcome=\"ok\"} 1",
         "shoal_requests_total{op=\"get\",outcome=\"ok\"} 1",
@@ -185,17 +150,17 @@ async fn admin_endpoints_and_metrics_describe_the_cluster() {
     }
     assert!(metrics.contains("shoal_replica_responses_total "));
     // The put was committed by this node's group-commit writer at least once.
-    let commits = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_storage_commit_batch_writes_sum "))
-        .and_then(|v| v.parse::<f64>().ok())
-        .expect("commit batch histogram");
+    let commits = sample(&metrics, "shoal_storage_commit_batch_writes_sum");
     assert!(commits >= 1.0, "{commits}");
-    let storage = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_storage_bytes "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("storage gauge");
-    assert!(storage > 0);
+    assert!(sample(&metrics, "shoal_storage_bytes") > 0.0);
     assert!(metrics.ends_with("# EOF\n"));
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus exposition.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{metrics}"))
 }

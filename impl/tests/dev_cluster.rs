@@ -2,6 +2,8 @@
 //! one of them on SIGINT, and reuses its data on the next start. Also `shoal serve` configured
 //! by flags alone.
 
+mod common;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader};
@@ -196,15 +198,7 @@ async fn shoal_serve_runs_from_flags_alone() {
         assert!(Instant::now() < deadline, "node did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let body = client
-        .get(&url)
-        .send()
-        .await
-        .expect("GET")
-        .text()
-        .await
-        .expect("body");
-    assert_eq!(body, "v");
+    assert_eq!(common::get_text(&client, &url).await, "v");
     // N above the member count is refused with a clear message.
     let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args([

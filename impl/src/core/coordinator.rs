@@ -140,16 +140,13 @@ impl<S: Store> Core<S> {
             }
         };
         let clock = local.update(&context, value, self.actor);
-        if clock.size() > super::MAX_SIBLINGS
-            || super::clock_size_estimate(&clock) > super::MAX_CLOCK_BYTES
-        {
+        let (values, bytes) = (clock.size(), super::clock_size_estimate(&clock));
+        if values > super::MAX_SIBLINGS || bytes > super::MAX_CLOCK_BYTES {
             return self.answer(
                 waiter,
                 ClientReply::TooLarge(format!(
-                    "the key would hold {} values (limit {}) of about {} bytes (limit {}); read it and write back a merged value with its context",
-                    clock.size(),
+                    "the key would hold {values} values (limit {}) of about {bytes} bytes (limit {}); read it and write back a merged value with its context",
                     super::MAX_SIBLINGS,
-                    super::clock_size_estimate(&clock),
                     super::MAX_CLOCK_BYTES
                 )),
             );

@@ -116,6 +116,14 @@ impl Sim {
         self.drain();
     }
 
+    /// Whether client `client`'s write was acknowledged as stored.
+    fn stored(&self, client: u64) -> bool {
+        matches!(
+            self.replies.get(&ClientId(client)),
+            Some(ClientReply::Stored { .. })
+        )
+    }
+
     /// A get of `key` through `node` as client `client`, run to completion: the sorted
     /// values and the context.
     fn read(&mut self, node: u64, client: u64, key: &str) -> (Vec<String>, VersionVector) {
@@ -169,10 +177,7 @@ fn a_put_through_one_node_is_read_through_every_node() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v1", VersionVector::new()));
     sim.run(&[]);
-    assert!(matches!(
-        sim.replies.get(&ClientId(1)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(1));
     for node in 1..=3 {
         sim.client(node, 10 + node, get("k"));
         sim.run(&[]);
@@ -238,10 +243,7 @@ fn nothing_is_acknowledged_before_w_copies_are_durable() {
     let now = sim.now;
     sim.core(node.0).handle_persisted(now, [p]);
     sim.drain();
-    assert!(matches!(
-        sim.replies.get(&ClientId(1)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(1));
 }
 
 #[test]
@@ -365,10 +367,7 @@ fn a_node_outside_the_preference_list_forwards_writes() {
     let other = (1..=3).find(|i| NodeId(*i) != owner).expect("another node");
     sim.client(other, 1, put("k", "v", VersionVector::new()));
     sim.run(&[]);
-    assert!(matches!(
-        sim.replies.get(&ClientId(1)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(1));
     assert_eq!(sim.core(other).stats().forwarded, 1);
     assert_eq!(sim.read(other, 2, "k").0, vec!["v"]);
 }
@@ -543,10 +542,7 @@ fn a_draining_node_refuses_new_writes_and_waits_only_for_writes_before_the_drain
         "the replica copy is still pending"
     );
     sim.run(&[]);
-    assert!(matches!(
-        sim.replies.get(&ClientId(1)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(1));
 }
 
 #[test]
@@ -605,10 +601,7 @@ fn a_tombstone_every_replica_holds_is_reaped_and_the_value_never_returns() {
     let (_, ctx) = sim.read(1, 2, "k");
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[]);
-    assert!(matches!(
-        sim.replies.get(&ClientId(3)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(3));
     for node in 1..=3 {
         let clock = sim.nodes[&NodeId(node)]
             .1
@@ -648,10 +641,7 @@ fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[3]);
     // W = 2 answered the client; node 3 never acknowledged, so nothing is reaped.
-    assert!(matches!(
-        sim.replies.get(&ClientId(3)),
-        Some(ClientReply::Stored { .. })
-    ));
+    assert!(sim.stored(3));
     sim.advance(Duration::from_secs(3));
     assert_eq!(sim.replies.len(), 3, "no second answer at the deadline");
     let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");

@@ -213,6 +213,23 @@ impl Cluster {
     }
 }
 
+/// The body of `GET url` as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The body of `GET url` parsed as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    serde_json::from_str(&get_text(client, url).await).expect("JSON body")
+}
+
 /// A response header as a string.
 pub fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()
