@@ -11,13 +11,28 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills the process on drop, so a failing test leaves nothing running.
-struct Guard(Child);
+/// Stops the process on drop, so a failing test leaves nothing running. For `shoal dev`
+/// (`nodes` names its data directory) it sends SIGINT so dev stops its nodes, and then kills
+/// any node process still running under that directory: a SIGKILLed dev could not.
+struct Guard(Child, Option<std::path::PathBuf>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Some(data) = &self.1 {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            for pid in node_pids(data) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        } else {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -56,7 +71,7 @@ fn start_dev(data: &std::path::Path, http: u16, peer: u16) -> (Guard, Vec<String
         .spawn()
         .expect("start shoal dev");
     let stdout = child.stdout.take().expect("stdout");
-    let guard = Guard(child);
+    let guard = Guard(child, Some(data.to_path_buf()));
     let mut lines = Vec::new();
     let mut reader = BufReader::new(stdout).lines();
     for line in reader.by_ref() {
@@ -138,7 +153,7 @@ async fn shoal_dev_runs_a_cluster_stops_it_on_ctrl_c_and_keeps_the_data() {
 
     // A second start reuses the data, and after a clean stop each node keeps its actor id
     // (its log names the actor at every start).
-    let (_dev, _) = start_dev(&data, http, peer);
+    let (dev, _) = start_dev(&data, http, peer);
     for node in 1..=3 {
         let log = std::fs::read_to_string(data.join(format!("n{node}/node.log"))).expect("log");
         let actors: Vec<&str> = log
@@ -160,6 +175,8 @@ async fn shoal_dev_runs_a_cluster_stops_it_on_ctrl_c_and_keeps_the_data() {
         .expect("GET");
     assert_eq!(got.status().as_u16(), 200);
     assert_eq!(got.text().await.expect("body"), "hello");
+    drop(dev);
+    assert!(node_pids(&data).is_empty(), "node processes left running");
 }
 
 #[tokio::test]
@@ -186,6 +203,7 @@ async fn shoal_serve_runs_from_flags_alone() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start shoal serve"),
+        None,
     );
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{http}/kv/k");
