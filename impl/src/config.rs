@@ -21,15 +21,33 @@
 //! ```
 
 use crate::core::CoreConfig;
-use crate::node_id::NodeId;
+use crate::ids::NodeId;
 use crate::ring::{NodeSpec, Ring, RingError};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Every default setting, in one place: the file's, the flags', and the core's.
+pub mod defaults {
+    /// Partition count `Q`.
+    pub const PARTITIONS: u32 = 64;
+    /// Replicas per key `N`.
+    pub const N: usize = 3;
+    /// Read quorum `R`.
+    pub const R: usize = 2;
+    /// Write quorum `W`.
+    pub const W: usize = 2;
+    /// How long a request waits for its quorum, in milliseconds.
+    pub const REQUEST_TIMEOUT_MS: u64 = 2000;
+    /// Largest value accepted, in bytes.
+    pub const MAX_VALUE_BYTES: usize = 1 << 20;
+    /// Bytes of durable clocks the core keeps in memory.
+    pub const CACHE_BYTES: u64 = 64 << 20;
+}
+
 /// When a replica may acknowledge a write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// After `fdatasync` of the journal (group commit: writes that arrive together share one).
@@ -55,19 +73,22 @@ pub struct Member {
 }
 
 fn default_partitions() -> u32 {
-    64
+    defaults::PARTITIONS
 }
 fn default_n() -> usize {
-    3
+    defaults::N
 }
-fn default_quorum() -> usize {
-    2
+fn default_r() -> usize {
+    defaults::R
+}
+fn default_w() -> usize {
+    defaults::W
 }
 fn default_timeout() -> u64 {
-    2000
+    defaults::REQUEST_TIMEOUT_MS
 }
 fn default_max_value() -> usize {
-    1 << 20
+    defaults::MAX_VALUE_BYTES
 }
 
 /// Everything one node needs to start.
@@ -88,10 +109,10 @@ pub struct NodeConfig {
     #[serde(default = "default_n")]
     pub n: usize,
     /// Default read quorum.
-    #[serde(default = "default_quorum")]
+    #[serde(default = "default_r")]
     pub r: usize,
     /// Default write quorum.
-    #[serde(default = "default_quorum")]
+    #[serde(default = "default_w")]
     pub w: usize,
     /// When replicas acknowledge writes.
     #[serde(default)]
@@ -134,7 +155,31 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
-    /// Reads and validates a configuration file.
+    /// A configuration with every default setting.
+    pub fn new(
+        id: u64,
+        http: SocketAddr,
+        peer: SocketAddr,
+        data_dir: PathBuf,
+        nodes: Vec<Member>,
+    ) -> NodeConfig {
+        NodeConfig {
+            id,
+            http,
+            peer,
+            data_dir,
+            partitions: defaults::PARTITIONS,
+            n: defaults::N,
+            r: defaults::R,
+            w: defaults::W,
+            durability: Durability::default(),
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            max_value_bytes: defaults::MAX_VALUE_BYTES,
+            nodes,
+        }
+    }
+
+    /// Reads a configuration file (see [`NodeConfig::validate`] for the checks).
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -189,7 +234,6 @@ impl NodeConfig {
             r: self.r,
             w: self.w,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
-            read_repair: true,
             ..CoreConfig::default()
         }
     }

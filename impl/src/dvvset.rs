@@ -4,10 +4,10 @@
 //! "Scalable and Accurate Causality Tracking for Eventually Consistent Stores" (DAIS 2014),
 //! the scheme Riak adopted in 2.0.
 //!
-//! A DVVSet is a sorted list of entries `(node, counter, values)`. The entry says that the
-//! key's causal history contains the dots `(node, 1) ..= (node, counter)`, and that the
+//! A DVVSet is a sorted list of entries `(actor, counter, values)`. The entry says that the
+//! key's causal history contains the dots `(actor, 1) ..= (actor, counter)`, and that the
 //! `values` (newest first) are the still-live values with the *last* dots of that range:
-//! value `k` of the list carries the dot `(node, counter - k)`. Every older dot of the range
+//! value `k` of the list carries the dot `(actor, counter - k)`. Every older dot of the range
 //! has been superseded. So one compact structure holds both the causal history (a version
 //! vector, `join`) and the concurrent values (siblings), each tagged by its dot.
 //!
@@ -23,7 +23,7 @@
 //! Values are opaque here; shoal stores [`crate::value::Value`], where deletes are tombstone
 //! values that take part in causality like any other write.
 
-use crate::node_id::NodeId;
+use crate::ids::ActorId;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 /// Leading byte of every encoded DVVSet and context; bump it when the layout changes.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// Most entries (distinct node ids) a decoded DVVSet or context may hold. A real cluster has
-/// one entry per node that ever coordinated a write of the key, far fewer than this.
+/// Most entries (distinct actor ids) a decoded DVVSet or context may hold. A real cluster has
+/// one entry per actor that ever issued a write of the key, far fewer than this.
 pub const MAX_ENTRIES: usize = 1024;
 
 /// Most values (siblings, including tombstones) a decoded DVVSet may hold.
@@ -71,39 +71,39 @@ pub enum DecodeError {
     Invalid(&'static str),
 }
 
-/// One node's part of a DVVSet: history `1..=counter` and the live values of its last dots.
+/// One actor's part of a DVVSet: history `1..=counter` and the live values of its last dots.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry<V> {
-    id: NodeId,
+    id: ActorId,
     counter: u64,
     /// Newest first: `values[k]` has the dot `(id, counter - k)`.
     values: Vec<V>,
 }
 
-/// A dot: one event (a write coordinated by `node`, its `counter`-th).
+/// A dot: one event (a write issued by `actor`, its `counter`-th for this key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Dot {
-    /// The coordinator that created the event.
-    pub node: NodeId,
-    /// Its per-node sequence number, from 1.
+    /// The actor that issued the write.
+    pub actor: ActorId,
+    /// Its per-actor sequence number for this key, from 1.
     pub counter: u64,
 }
 
 /// A version vector: the causal history of a key, handed to clients as their context.
-/// Sorted by node id, one entry per node, counters at least 1.
+/// Sorted by actor id, one entry per actor, counters at least 1.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Vec<(NodeId, u64)>")]
-pub struct VersionVector(Vec<(NodeId, u64)>);
+#[serde(try_from = "Vec<(ActorId, u64)>")]
+pub struct VersionVector(Vec<(ActorId, u64)>);
 
-impl TryFrom<Vec<(NodeId, u64)>> for VersionVector {
+impl TryFrom<Vec<(ActorId, u64)>> for VersionVector {
     type Error = DecodeError;
 
-    fn try_from(pairs: Vec<(NodeId, u64)>) -> Result<Self, DecodeError> {
+    fn try_from(pairs: Vec<(ActorId, u64)>) -> Result<Self, DecodeError> {
         if pairs.len() > MAX_ENTRIES {
             return Err(DecodeError::Invalid("too many entries"));
         }
         if !pairs.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
-            return Err(DecodeError::Invalid("node ids not strictly increasing"));
+            return Err(DecodeError::Invalid("actor ids not strictly increasing"));
         }
         if pairs.iter().any(|(_, c)| *c == 0 || *c > MAX_COUNTER) {
             return Err(DecodeError::Invalid("counter out of range"));
@@ -118,12 +118,12 @@ impl VersionVector {
         Self::default()
     }
 
-    /// Builds a vector from pairs in any order; duplicate nodes keep the larger counter and
+    /// Builds a vector from pairs in any order; duplicate actors keep the larger counter and
     /// zero counters are dropped (a zero counter says nothing).
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (NodeId, u64)>) -> Self {
-        let mut v: Vec<(NodeId, u64)> = pairs.into_iter().filter(|(_, c)| *c > 0).collect();
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (ActorId, u64)>) -> Self {
+        let mut v: Vec<(ActorId, u64)> = pairs.into_iter().filter(|(_, c)| *c > 0).collect();
         v.sort();
-        let mut out: Vec<(NodeId, u64)> = Vec::with_capacity(v.len());
+        let mut out: Vec<(ActorId, u64)> = Vec::with_capacity(v.len());
         for (id, c) in v {
             match out.last_mut() {
                 Some(last) if last.0 == id => last.1 = last.1.max(c),
@@ -133,15 +133,15 @@ impl VersionVector {
         VersionVector(out)
     }
 
-    /// The (node, counter) pairs, sorted by node.
-    pub fn pairs(&self) -> &[(NodeId, u64)] {
+    /// The (actor, counter) pairs, sorted by actor.
+    pub fn pairs(&self) -> &[(ActorId, u64)] {
         &self.0
     }
 
-    /// The counter recorded for `node` (0 when absent).
-    pub fn get(&self, node: NodeId) -> u64 {
+    /// The counter recorded for `actor` (0 when absent).
+    pub fn get(&self, actor: ActorId) -> u64 {
         self.0
-            .binary_search_by_key(&node, |(id, _)| *id)
+            .binary_search_by_key(&actor, |(id, _)| *id)
             .ok()
             .and_then(|i| self.0.get(i))
             .map_or(0, |(_, c)| *c)
@@ -149,7 +149,7 @@ impl VersionVector {
 
     /// Whether this history contains the event `dot`.
     pub fn covers(&self, dot: Dot) -> bool {
-        self.get(dot.node) >= dot.counter
+        self.get(dot.actor) >= dot.counter
     }
 
     /// Whether every event of `other` is in `self` (`other ≤ self`).
@@ -185,7 +185,7 @@ impl VersionVector {
 
     /// Decodes and validates the binary encoding.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        VersionVector::try_from(decode_versioned::<Vec<(NodeId, u64)>>(bytes)?)
+        VersionVector::try_from(decode_versioned::<Vec<(ActorId, u64)>>(bytes)?)
     }
 }
 
@@ -239,7 +239,7 @@ impl<V> DvvSet<V> {
             .windows(2)
             .all(|w| matches!(w, [a, b] if a.id < b.id))
         {
-            return Err(DecodeError::Invalid("node ids not strictly increasing"));
+            return Err(DecodeError::Invalid("actor ids not strictly increasing"));
         }
         for e in &self.entries {
             if e.counter == 0 || e.counter > MAX_COUNTER {
@@ -330,7 +330,7 @@ impl<V: Clone + PartialEq> DvvSet<V> {
     /// A coordinator applies a client write (reference `update/3`): the values of `self` that
     /// `context` covers are discarded, every other value stays as a sibling, and `value` gets
     /// the next dot of `coordinator`. The result's history strictly dominates `context`.
-    pub fn update(&self, context: &VersionVector, value: V, coordinator: NodeId) -> Self {
+    pub fn update(&self, context: &VersionVector, value: V, coordinator: ActorId) -> Self {
         let client = DvvSet {
             entries: Self::with_context(context, value.clone()).entries,
             anonymous: Vec::new(),
@@ -364,7 +364,7 @@ impl<V: Clone + PartialEq> DvvSet<V> {
                 let counter = e.counter.saturating_sub(k as u64);
                 out.push((
                     Some(Dot {
-                        node: e.id,
+                        actor: e.id,
                         counter,
                     }),
                     v,
@@ -380,74 +380,14 @@ impl<V: Clone + PartialEq> DvvSet<V> {
         self.entries.iter().map(|e| e.values.len()).sum::<usize>() + self.anonymous.len()
     }
 
-    /// The node ids in the history (reference `ids/1`).
-    pub fn ids(&self) -> Vec<NodeId> {
+    /// The actor ids in the history (reference `ids/1`).
+    pub fn ids(&self) -> Vec<ActorId> {
         self.entries.iter().map(|e| e.id).collect()
     }
 
     /// Whether `self`'s history is strictly older than `other`'s (reference `less/2`).
     pub fn less(&self, other: &Self) -> bool {
         greater(&other.entries, &self.entries)
-    }
-
-    /// Whether both clocks have the same history and the same number of values per node
-    /// (reference `equal/2`).
-    pub fn equal(&self, other: &Self) -> bool {
-        self.entries.len() == other.entries.len()
-            && self.entries.iter().zip(&other.entries).all(|(a, b)| {
-                a.id == b.id && a.counter == b.counter && a.values.len() == b.values.len()
-            })
-    }
-
-    /// Replaces all siblings by `merge(values)`, keeping the history (reference
-    /// `reconcile/2`): the result is a client write whose context covers every sibling.
-    pub fn reconcile(&self, merge: impl FnOnce(Vec<&V>) -> V) -> Self {
-        Self::with_context(&self.join(), merge(self.values()))
-    }
-
-    /// The greatest value by `less` (reference `last/2`); `None` when there is none.
-    pub fn last(&self, less: impl Fn(&V, &V) -> bool) -> Option<&V> {
-        self.values()
-            .into_iter()
-            .reduce(|best, v| if less(best, v) { v } else { best })
-    }
-
-    /// Last-writer-wins (reference `lww/2`): keeps only the greatest value by `less`, in its
-    /// node's newest slot, and the whole history.
-    pub fn lww(&self, less: impl Fn(&V, &V) -> bool) -> Self {
-        let mut winner: Option<(Option<NodeId>, &V)> = None;
-        for e in &self.entries {
-            for v in &e.values {
-                if winner.is_none_or(|(_, w)| less(w, v)) {
-                    winner = Some((Some(e.id), v));
-                }
-            }
-        }
-        for v in &self.anonymous {
-            if winner.is_none_or(|(_, w)| less(w, v)) {
-                winner = Some((None, v));
-            }
-        }
-        match winner {
-            None => self.clone(),
-            Some((None, v)) => Self::with_context(&self.join(), v.clone()),
-            Some((Some(id), v)) => DvvSet {
-                entries: self
-                    .entries
-                    .iter()
-                    .map(|e| Entry {
-                        id: e.id,
-                        counter: e.counter,
-                        values: if e.id == id {
-                            vec![v.clone()]
-                        } else {
-                            Vec::new()
-                        },
-                    })
-                    .collect(),
-                anonymous: Vec::new(),
-            },
-        }
     }
 
     /// Keeps only the values for which `keep` is true, leaving the history unchanged. Used to
@@ -535,7 +475,7 @@ fn sync_entries<V: Clone>(a: &[Entry<V>], b: &[Entry<V>]) -> Vec<Entry<V>> {
     out
 }
 
-/// Merges two entries of the same node (reference `merge/5`): the longer history wins, and
+/// Merges two entries of the same actor (reference `merge/5`): the longer history wins, and
 /// of its values only those the other side has not seen, or still holds, survive.
 fn merge_entry<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
     let (big, small) = if x.counter >= y.counter {
@@ -561,7 +501,7 @@ fn merge_entry<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
 }
 
 /// Adds a new event of `id` carrying `value` (reference `event/3`).
-fn event<V>(mut entries: Vec<Entry<V>>, id: NodeId, value: V) -> Vec<Entry<V>> {
+fn event<V>(mut entries: Vec<Entry<V>>, id: ActorId, value: V) -> Vec<Entry<V>> {
     match entries.binary_search_by_key(&id, |e| e.id) {
         Ok(i) => {
             if let Some(e) = entries.get_mut(i) {

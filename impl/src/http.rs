@@ -3,6 +3,7 @@
 //! `503` with how many replicas answered, and `400`/`413` for bad input, which never reaches
 //! the core. Also `/admin/ring`, `/admin/nodes`, `/health` and `/metrics`.
 
+use crate::client::{json_body, multipart_body, wants_json, CONTEXT_HEADER, SIBLINGS_HEADER};
 use crate::core::MAX_KEY_LEN;
 use crate::dvvset::VersionVector;
 use crate::metrics::Metrics;
@@ -14,15 +15,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-
-/// The header carrying the opaque causal context.
-pub const CONTEXT_HEADER: &str = "x-shoal-context";
 
 /// State shared by the handlers.
 #[derive(Clone)]
@@ -166,10 +163,11 @@ async fn get_inner(
     if q.w.is_some() {
         return Err(("bad_request", bad("w applies to writes; use r for reads")));
     }
-    let json = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"));
+    let json = wants_json(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     match call(api, ClientOp::Get { key, r })
         .await
         .ok_or_else(no_answer)?
@@ -189,16 +187,9 @@ async fn get_inner(
                 _ => "siblings",
             };
             let response = if json {
-                let body = serde_json::json!({
-                    "context": (!context.is_empty()).then(|| context.to_context_string()),
-                    "values": values.iter().map(|v| base64::engine::general_purpose::STANDARD.encode(v)).collect::<Vec<_>>(),
-                });
-                (
-                    status,
-                    [("content-type", "application/json")],
-                    body.to_string(),
-                )
-                    .into_response()
+                let context = (!context.is_empty()).then(|| context.to_context_string());
+                let body = json_body(&values, context.as_deref());
+                (status, [("content-type", "application/json")], body).into_response()
             } else {
                 match values.as_slice() {
                     [] => (status, "not found\n").into_response(),
@@ -225,35 +216,8 @@ async fn get_inner(
 
 /// Siblings as `multipart/mixed`, one `application/octet-stream` part per value.
 fn multipart(status: StatusCode, values: &[Bytes]) -> Response {
-    let mut seed = 0u64;
-    let boundary = loop {
-        let b = format!("shoal-{:016x}", crate::ring::key_hash(&seed.to_be_bytes()));
-        let clash = values
-            .iter()
-            .any(|v| v.windows(b.len()).any(|w| w == b.as_bytes()));
-        if !clash {
-            break b;
-        }
-        seed += 1;
-    };
-    let mut body = Vec::new();
-    for v in values {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(v);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (
-        status,
-        [(
-            "content-type",
-            format!("multipart/mixed; boundary={boundary}"),
-        )],
-        body,
-    )
-        .into_response()
+    let (content_type, body) = multipart_body(values);
+    (status, [("content-type", content_type)], body).into_response()
 }
 
 async fn put_key(
@@ -322,7 +286,7 @@ async fn write_inner(
             let mut response = StatusCode::NO_CONTENT.into_response();
             response
                 .headers_mut()
-                .insert("x-shoal-siblings", HeaderValue::from(siblings));
+                .insert(SIBLINGS_HEADER, HeaderValue::from(siblings));
             Ok(("ok", with_context(response, &context)))
         }
         ClientReply::Unavailable { required, answered } => {
@@ -363,7 +327,7 @@ async fn admin_nodes(State(api): State<Api>) -> Response {
                 "http": m.http.to_string(),
                 "peer": m.peer.to_string(),
                 "zone": m.zone,
-                "partitions": owned.get(&crate::NodeId(m.id)).copied().unwrap_or(0),
+                "partitions": owned.get(&crate::ids::NodeId(m.id)).copied().unwrap_or(0),
                 "self": m.id == api.node.config.id,
             })
         })

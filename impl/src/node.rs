@@ -1,22 +1,22 @@
-//! The tokio shell around the core: it owns the sockets, the clock and the database, feeds the
-//! core its inputs and carries out its effects.
+//! The tokio shell around the core, assembled: storage, the peer listener and dialers, the
+//! group-commit writer and the [`Driver`] task that runs the core.
 //!
 //! One task runs the core; everything else talks to it through one bounded channel of
 //! [`Input`]s: HTTP handlers (client requests), peer connections (messages) and the storage
-//! writer (durability reports). Effects go out to per-peer queues, client reply channels and
-//! the group-commit writer.
+//! writer (durability reports). The driver carries out the core's effects: per-peer queues,
+//! client reply channels and the group-commit writer.
 
 use crate::config::NodeConfig;
-use crate::core::{ClientId, Core, Effect, PersistId, Stats};
+use crate::core::{Core, PersistId, Stats};
+use crate::driver::{fatal, Driver};
+use crate::ids::{ActorId, NodeId};
 use crate::metrics::Metrics;
-use crate::node_id::NodeId;
 use crate::protocol::{ClientOp, ClientReply, PeerMessage};
 use crate::ring::Ring;
-use crate::storage::{Storage, WriteJob};
+use crate::storage::Storage;
 use crate::transport;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,7 +54,7 @@ pub struct NodeHandle {
     /// The database, for metrics.
     pub storage: Storage,
     /// The actor id of this incarnation.
-    pub actor: NodeId,
+    pub actor: ActorId,
     /// The node's metrics, shared by the HTTP layer and the storage writer.
     pub metrics: Arc<Metrics>,
 }
@@ -62,7 +62,7 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// A clean stop: stop coordinating writes, wait until everything handed to storage is
     /// durable, then record the stop as clean so the next start keeps this actor id.
-    pub async fn shutdown(&self) -> Result<(), fjall::Error> {
+    pub async fn shutdown(&self) -> Result<(), crate::storage::StorageError> {
         let (tx, rx) = oneshot::channel();
         if self.inputs.send(Input::Drain(tx)).await.is_ok() && rx.await.is_ok() {
             self.storage.persist_all()?;
@@ -81,9 +81,6 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    /// The incarnation's actor id could not be determined or made durable.
-    #[error("cannot set up this incarnation: {0}")]
-    Incarnation(#[from] crate::storage::IncarnationError),
     /// The configured partition count differs from the one the data was written with.
     #[error("the data was written with {stored} partitions but {configured} are configured; Q is fixed when a cluster is created")]
     PartitionsChanged {
@@ -114,7 +111,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         });
     }
     let actor = storage.incarnation()?;
-    let (inputs, mut rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+    let (inputs, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
     let listener = TcpListener::bind(config.peer)
         .await
@@ -146,115 +143,20 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     });
 
     tracing::info!(node = config.id, actor = %actor, "starting");
-    let mut core = Core::new(
+    let core = Core::new(
         me,
         actor,
         ring.clone(),
         config.core_config(),
         storage.clone(),
     );
-    let core_task = tokio::spawn(async move {
-        let epoch = Instant::now();
-        let mut clients: HashMap<ClientId, oneshot::Sender<ClientReply>> = HashMap::new();
-        let mut drained: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
-        let mut next_client = 0u64;
-        loop {
-            let deadline = core
-                .poll_timeout()
-                .map(|t| tokio::time::Instant::from_std(epoch + t));
-            let input = tokio::select! {
-                input = rx.recv() => match input {
-                    Some(i) => Some(i),
-                    None => return,
-                },
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => None,
-            };
-            let now = epoch.elapsed();
-            match input {
-                None => core.handle_timeout(now),
-                Some(first) => {
-                    // Take what is queued in one go, so effects are flushed in batches.
-                    let mut next = Some(first);
-                    let mut taken = 0;
-                    while let Some(input) = next {
-                        match input {
-                            Input::Client { op, reply } => {
-                                next_client += 1;
-                                let id = ClientId(next_client);
-                                clients.insert(id, reply);
-                                core.handle_client(now, id, op);
-                            }
-                            Input::Peer(from, msg) => core.handle_peer(now, from, msg),
-                            Input::Persisted(ids) => core.handle_persisted(now, ids),
-                            Input::Stats(tx) => {
-                                let _ = tx.send(core.stats().clone());
-                            }
-                            Input::Drain(tx) => {
-                                let mark = core.set_draining(true);
-                                drained.push((mark, tx));
-                            }
-                        }
-                        taken += 1;
-                        next = if taken < 256 {
-                            rx.try_recv().ok()
-                        } else {
-                            None
-                        };
-                    }
-                    core.handle_timeout(now);
-                }
-            }
-            while let Some(effect) = core.poll_effect() {
-                match effect {
-                    Effect::Send { to, msg } => {
-                        if let Some(peer) = peers.get(&to) {
-                            // A full queue drops the message, as a lossy network would; the
-                            // request times out rather than the core blocking.
-                            let _ = peer.try_send(msg);
-                        }
-                    }
-                    Effect::Reply { client, reply } => {
-                        if let Some(tx) = clients.remove(&client) {
-                            let _ = tx.send(reply);
-                        }
-                    }
-                    Effect::Persist { id, key, clock } => {
-                        let job = WriteJob {
-                            id,
-                            key,
-                            value: clock.encode(),
-                        };
-                        if writer.send(job).is_err() {
-                            tracing::error!("storage writer stopped; exiting");
-                            std::process::exit(70);
-                        }
-                    }
-                }
-            }
-            if !drained.is_empty() {
-                let mut waiting = Vec::new();
-                for (mark, tx) in drained.drain(..) {
-                    if core.durable_up_to(mark) {
-                        let _ = tx.send(());
-                    } else {
-                        waiting.push((mark, tx));
-                    }
-                }
-                drained = waiting;
-            }
-        }
-    });
+    let driver = Driver::new(core, rx, peers, writer);
+    let core_task = tokio::spawn(driver.run());
     // The core task never returns while the node runs; if it panicked, the node could only
     // answer "unavailable" forever: crash instead, and recover on restart.
     tokio::spawn(async move {
         if let Err(e) = core_task.await {
-            tracing::error!(error = %e, "the protocol core stopped; exiting");
-            std::process::exit(70);
+            fatal(&format!("the protocol core stopped: {e}"));
         }
     });
 

@@ -16,7 +16,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub type Clock = DvvSet<Value>;
 
 /// Identifies a request within the node that coordinates it; replies echo it.
-pub type RequestId = u64;
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
 
 /// What a client asked for, after the HTTP layer parsed and validated it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,4 +142,20 @@ pub enum PeerMessage {
         /// The clock every replica acknowledged.
         clock: Clock,
     },
+}
+
+impl PeerMessage {
+    /// The key a message is about, for those that name one.
+    pub fn key(&self) -> Option<&Bytes> {
+        match self {
+            PeerMessage::Replicate { key, .. }
+            | PeerMessage::Read { key, .. }
+            | PeerMessage::Repair { key, .. }
+            | PeerMessage::Reap { key, .. } => Some(key),
+            PeerMessage::Forward { op, .. } => Some(op.key()),
+            PeerMessage::ReplicateAck { .. }
+            | PeerMessage::ReadReply { .. }
+            | PeerMessage::ForwardReply { .. } => None,
+        }
+    }
 }

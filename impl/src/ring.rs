@@ -13,7 +13,7 @@
 //! partitions that must move (the orphans of a leaving node plus what nodes above their new
 //! target give up), so a join moves at most the joining node's share, rounded up.
 
-use crate::node_id::NodeId;
+use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use xxhash_rust::xxh3::xxh3_64;

@@ -1,7 +1,7 @@
 //! Durable storage in fjall: one keyspace per concern, and a group-commit writer.
 //!
 //! Keyspaces: `data` (a key's clock under [`crate::core::storage_key`], so a partition is one
-//! range), `hints` (for hinted handoff) and `meta` (ring and node metadata). Writes go to one
+//! range) and `meta` (the node's identity and the partition count). Writes go to one
 //! writer thread that takes everything queued, commits it as one fjall batch, persists the
 //! journal once (`fdatasync` in the default mode) and only then reports the writes durable —
 //! so many concurrent writes share one fsync and none is acknowledged early. A failed commit
@@ -10,13 +10,14 @@
 
 use crate::config::Durability;
 use crate::core::{PersistId, Store, StoreError};
-use crate::node_id::NodeId;
+use crate::driver::fatal;
+use crate::ids::ActorId;
 use crate::protocol::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
 use std::sync::mpsc;
 
-/// Why storage could not be opened.
+/// Why storage could not be opened or its metadata used.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// fjall refused to open or create the database.
@@ -27,6 +28,12 @@ pub enum StorageError {
         /// The cause.
         source: fjall::Error,
     },
+    /// The storage engine failed.
+    #[error("storage: {0}")]
+    Engine(#[from] fjall::Error),
+    /// A metadata record has the wrong size: refuse to guess (an actor id, a partition count).
+    #[error("metadata record {0:?} is corrupt; refusing to start with a guessed value")]
+    Corrupt(String),
 }
 
 /// The node's fjall database and its keyspaces.
@@ -34,10 +41,8 @@ pub enum StorageError {
 pub struct Storage {
     db: Database,
     data: Keyspace,
-    /// Reserved for hinted handoff.
-    pub hints: Keyspace,
-    /// Ring and node metadata.
-    pub meta: Keyspace,
+    /// The node's identity and the partition count.
+    meta: Keyspace,
 }
 
 /// One write for the group-commit thread.
@@ -59,17 +64,6 @@ const PARTITIONS_KEY: &[u8] = b"partitions";
 /// Present (holding the actor id) only after a clean shutdown of that incarnation.
 const CLEAN_KEY: &[u8] = b"clean";
 
-/// Why the node's incarnation could not be determined.
-#[derive(Debug, thiserror::Error)]
-pub enum IncarnationError {
-    /// The storage engine failed.
-    #[error("storage: {0}")]
-    Storage(#[from] fjall::Error),
-    /// A metadata record has the wrong size: refuse to guess an actor id.
-    #[error("metadata record {0:?} is corrupt; refusing to start with a guessed actor id")]
-    Corrupt(String),
-}
-
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 4096;
 
@@ -84,32 +78,22 @@ impl Storage {
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
             .map_err(err)?;
-        let hints = db
-            .keyspace("hints", KeyspaceCreateOptions::default)
-            .map_err(err)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(err)?;
-        Ok(Storage {
-            db,
-            data,
-            hints,
-            meta,
-        })
+        Ok(Storage { db, data, meta })
     }
 
     /// The actor id this incarnation writes its dots under (see [`crate::core`]): the previous
     /// one if it shut down cleanly (every write it coordinated durable), else a fresh random
     /// id. Made durable before it is returned; called once per start, before the node serves.
-    pub fn incarnation(&self) -> Result<NodeId, IncarnationError> {
-        let read = |key: &[u8]| -> Result<Option<u64>, IncarnationError> {
+    pub fn incarnation(&self) -> Result<ActorId, StorageError> {
+        let read = |key: &[u8]| -> Result<Option<u64>, StorageError> {
             match self.meta.get(key)? {
                 None => Ok(None),
                 Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
                     .map(|b| Some(u64::from_be_bytes(b)))
-                    .map_err(|_| {
-                        IncarnationError::Corrupt(String::from_utf8_lossy(key).into_owned())
-                    }),
+                    .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(key).into_owned())),
             }
         };
         let previous = read(ACTOR_KEY)?;
@@ -126,25 +110,25 @@ impl Storage {
         self.meta.insert(ACTOR_KEY, actor.to_be_bytes())?;
         self.meta.remove(CLEAN_KEY)?;
         self.db.persist(PersistMode::SyncAll)?;
-        Ok(NodeId(actor))
+        Ok(ActorId(actor))
     }
 
     /// Records that incarnation `actor` stopped with every write it coordinated durable, so
     /// the next start may keep its actor id (keys then do not gain a new actor per restart).
-    pub fn mark_clean(&self, actor: NodeId) -> Result<(), fjall::Error> {
+    pub fn mark_clean(&self, actor: ActorId) -> Result<(), StorageError> {
         self.meta.insert(CLEAN_KEY, actor.0.to_be_bytes())?;
-        self.db.persist(PersistMode::SyncAll)
+        Ok(self.db.persist(PersistMode::SyncAll)?)
     }
 
     /// Records the partition count `q` on first start and returns the one recorded before if
     /// it differs: `Q` is fixed at cluster creation, since it decides where every key's clock
     /// is stored (and a node that could not find its clocks could reissue its dots).
-    pub fn check_partitions(&self, q: u32) -> Result<Option<u32>, IncarnationError> {
+    pub fn check_partitions(&self, q: u32) -> Result<Option<u32>, StorageError> {
         match self.meta.get(PARTITIONS_KEY)? {
             Some(bytes) => {
                 let stored = <[u8; 4]>::try_from(bytes.as_ref())
                     .map(u32::from_be_bytes)
-                    .map_err(|_| IncarnationError::Corrupt("partitions".into()))?;
+                    .map_err(|_| StorageError::Corrupt("partitions".into()))?;
                 Ok((stored != q).then_some(stored))
             }
             None => {
@@ -197,22 +181,20 @@ impl Storage {
                     }
                     let started = std::time::Instant::now();
                     if let Err(e) = batch.commit() {
-                        tracing::error!(error = %e, "commit failed; exiting to recover from the journal");
-                        std::process::exit(70);
+                        fatal(&format!("commit failed: {e}"));
                     }
                     done(ids, started.elapsed());
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the writer thread");
-            std::process::exit(70);
+            fatal(&format!("cannot start the writer thread: {e}"));
         }
         tx
     }
 
     /// Flushes everything to disk (on shutdown).
-    pub fn persist_all(&self) -> Result<(), fjall::Error> {
-        self.db.persist(PersistMode::SyncAll)
+    pub fn persist_all(&self) -> Result<(), StorageError> {
+        Ok(self.db.persist(PersistMode::SyncAll)?)
     }
 }
 
@@ -220,10 +202,8 @@ impl Store for Storage {
     fn load(&self, storage_key: &[u8]) -> Result<Option<Clock>, StoreError> {
         match self.data.get(storage_key) {
             Ok(None) => Ok(None),
-            Ok(Some(bytes)) => Clock::decode(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(e.to_string())),
-            Err(e) => Err(StoreError::Io(e.to_string())),
+            Ok(Some(bytes)) => Ok(Some(Clock::decode(&bytes)?)),
+            Err(e) => Err(StoreError::Engine(Box::new(e))),
         }
     }
 }
@@ -274,7 +254,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Storage::open(dir.path()).expect("open");
         s.meta.insert(ACTOR_KEY, b"abc".to_vec()).expect("insert");
-        assert!(matches!(s.incarnation(), Err(IncarnationError::Corrupt(_))));
+        assert!(matches!(s.incarnation(), Err(StorageError::Corrupt(_))));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! malformed or oversized frame closes that connection with a logged reason; the node keeps
 //! serving.
 
-use crate::node_id::NodeId;
+use crate::ids::NodeId;
 use crate::protocol::{PeerMessage, PROTOCOL_VERSION};
 use bytes::{BufMut, BytesMut};
 use futures::StreamExt;
@@ -23,6 +23,9 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 /// Largest frame accepted (16 MiB): a clock with many large siblings still fits.
 pub const MAX_FRAME: usize = 16 << 20;
+
+// The core keeps every clock it writes under half a frame, so the merge of two still travels.
+const _: () = assert!(MAX_FRAME >= 2 * crate::core::MAX_CLOCK_BYTES);
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 16 * 1024;
@@ -44,18 +47,22 @@ pub enum Frame {
     Message(PeerMessage),
 }
 
-/// Why an inbound connection was closed.
+/// Why a connection was closed or a frame could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The socket failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    /// The frame did not decode.
+    /// The frame did not decode (or, sending, did not encode).
     #[error("malformed frame: {0}")]
     Malformed(#[from] postcard::Error),
     /// The peer did not start with a valid hello.
     #[error("bad handshake: {0}")]
     Handshake(String),
+    /// The frame is larger than a peer accepts; sending it would only make the peer close
+    /// the connection (and lose everything queued behind it).
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
 }
 
 fn codec() -> LengthDelimitedCodec {
@@ -65,23 +72,11 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Why a frame could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// Serialisation failed.
-    #[error("cannot encode: {0}")]
-    Encode(#[from] postcard::Error),
-    /// The frame is larger than a peer accepts; sending it would only make the peer close
-    /// the connection (and lose everything queued behind it).
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
-    TooLarge(usize),
-}
-
 /// Appends one length-prefixed frame to `buf`, or nothing if it cannot be sent.
-pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) -> Result<(), FrameError> {
+pub fn encode_frame(frame: &Frame, buf: &mut BytesMut) -> Result<(), TransportError> {
     let body = postcard::to_stdvec(frame)?;
     if body.len() > MAX_FRAME {
-        return Err(FrameError::TooLarge(body.len()));
+        return Err(TransportError::TooLarge(body.len()));
     }
     buf.put_u32(body.len() as u32);
     buf.extend_from_slice(&body);

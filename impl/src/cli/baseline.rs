@@ -18,13 +18,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine as _;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::hash::BuildHasher as _;
 use std::sync::{Arc, Mutex};
 
-use crate::cli::client_cmd::CONTEXT_HEADER;
+use shoal::client::{json_body, wants_json, CONTEXT_HEADER};
 
 /// Largest accepted value; larger bodies are refused with `413`.
 const MAX_VALUE: usize = 1 << 20;
@@ -114,7 +113,7 @@ fn check(key: &str, headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
 /// The context header for a counter.
 fn context(counter: u64) -> (header::HeaderName, HeaderValue) {
     (
-        header::HeaderName::from_static("x-shoal-context"),
+        header::HeaderName::from_static(CONTEXT_HEADER),
         HeaderValue::from(counter),
     )
 }
@@ -129,29 +128,19 @@ async fn get_kv(
         return refusal.into_response();
     }
     let found = store.with_shard(&key, |m| m.get(&key).map(|e| (e.counter, e.value.clone())));
-    let json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"));
+    let json = wants_json(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let status = match &found {
         Some((_, Some(_))) => StatusCode::OK,
         _ => StatusCode::NOT_FOUND,
     };
     let mut answer = if json {
-        let values: Vec<String> = match &found {
-            Some((_, Some(v))) => vec![base64::engine::general_purpose::STANDARD.encode(v)],
+        let values: Vec<Bytes> = match &found {
+            Some((_, Some(v))) => vec![v.clone()],
             _ => Vec::new(),
         };
-        let body = serde_json::json!({
-            "context": found.as_ref().map(|(c, _)| c.to_string()),
-            "values": values,
-        });
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response()
+        let context = found.as_ref().map(|(c, _)| c.to_string());
+        let body = json_body(&values, context.as_deref());
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
     } else {
         match &found {
             Some((_, Some(v))) => (status, v.clone()).into_response(),

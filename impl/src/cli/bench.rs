@@ -18,7 +18,6 @@
 //! per-worker HDR histograms merged at the end. The process's own CPU time is reported so the
 //! generator's share of the machine is visible next to the numbers it measures.
 
-use crate::cli::client_cmd::{multipart_boundary, parse_multipart, CONTEXT_HEADER};
 use anyhow::{bail, ensure, Context as _};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -30,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
+use shoal::client::{multipart_boundary, parse_multipart, CONTEXT_HEADER};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;

@@ -7,27 +7,8 @@
 //! `--context` supplies a context read earlier.
 
 use anyhow::{bail, Context as _};
-use base64::Engine as _;
-use bytes::Bytes;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::StatusCode;
+use shoal::client::{Client, Read};
 use std::io::{Read as _, Write as _};
-
-/// The header that carries the opaque causal context, both ways.
-pub const CONTEXT_HEADER: &str = "X-Shoal-Context";
-
-/// Bytes a key may hold unescaped in a path segment: RFC 3986's unreserved set. Everything
-/// else is percent-encoded, so any key is exactly one segment.
-const KEY_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Percent-encodes `key` as one URL path segment (`/` included), as the contract requires.
-pub fn encode_key(key: &str) -> String {
-    utf8_percent_encode(key, KEY_ESCAPES).to_string()
-}
 
 /// Arguments shared by the key commands.
 #[derive(clap::Args, Debug)]
@@ -39,7 +20,7 @@ pub struct KeyArgs {
     pub node: String,
     /// Read quorum for this request (`?r=`); the cluster's setting when absent.
     #[arg(long = "r")]
-    pub r: Option<u32>,
+    pub r: Option<usize>,
     /// Print the value's raw bytes only (fails if the key has siblings or is absent): for scripts.
     #[arg(long)]
     pub raw: bool,
@@ -57,10 +38,10 @@ pub struct PutArgs {
     pub node: String,
     /// Read quorum of the context read (`?r=`).
     #[arg(long = "r")]
-    pub r: Option<u32>,
+    pub r: Option<usize>,
     /// Write quorum (`?w=`).
     #[arg(long = "w")]
-    pub w: Option<u32>,
+    pub w: Option<usize>,
     /// Write with this context instead of reading one first.
     #[arg(long, conflicts_with = "blind")]
     pub context: Option<String>,
@@ -79,122 +60,18 @@ pub struct DeleteArgs {
     pub node: String,
     /// Read quorum of the context read (`?r=`).
     #[arg(long = "r")]
-    pub r: Option<u32>,
+    pub r: Option<usize>,
     /// Write quorum of the tombstone (`?w=`).
     #[arg(long = "w")]
-    pub w: Option<u32>,
+    pub w: Option<usize>,
     /// Delete what this context covers instead of reading one first.
     #[arg(long)]
     pub context: Option<String>,
 }
 
-/// What a `GET` found: the context (if the key has history) and the live values.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadResult {
-    /// The opaque context to send back with the next write.
-    pub context: Option<String>,
-    /// The values: empty when absent or deleted, several when siblings.
-    pub values: Vec<Bytes>,
-}
-
-/// The JSON form of a `GET` answer (`Accept: application/json`).
-#[derive(serde::Deserialize)]
-struct JsonRead {
-    /// The context, if the key has history.
-    #[serde(default)]
-    context: Option<String>,
-    /// Standard-base64 values, one per sibling.
-    #[serde(default)]
-    values: Vec<String>,
-}
-
-/// Builds `http://node/kv/{key}` with an optional quorum query parameter.
-fn kv_url(node: &str, key: &str, quorum: Option<(&str, u32)>) -> String {
-    let mut url = format!("http://{node}/kv/{}", encode_key(key));
-    if let Some((name, n)) = quorum {
-        url.push_str(&format!("?{name}={n}"));
-    }
-    url
-}
-
-/// A client without proxies (the nodes are on the loopback or a private network).
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")
-}
-
-/// Turns a non-success answer into an error that shows the node's reason.
-async fn fail(what: &str, resp: reqwest::Response) -> anyhow::Error {
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    let body = body.trim();
-    if body.is_empty() {
-        anyhow::anyhow!("{what}: node answered {status}")
-    } else {
-        anyhow::anyhow!("{what}: node answered {status}: {body}")
-    }
-}
-
-/// Reads `key` in the JSON form, which carries every sibling and the context in one body.
-async fn read(
-    http: &reqwest::Client,
-    node: &str,
-    key: &str,
-    r: Option<u32>,
-) -> anyhow::Result<ReadResult> {
-    let url = kv_url(node, key, r.map(|r| ("r", r)));
-    let resp = http
-        .get(&url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let header_context = context_of(resp.headers());
-    match status {
-        StatusCode::OK | StatusCode::MULTIPLE_CHOICES | StatusCode::NOT_FOUND => {}
-        _ => return Err(fail(&format!("GET {url}"), resp).await),
-    }
-    let body = resp
-        .bytes()
-        .await
-        .with_context(|| format!("reading the answer of GET {url}"))?;
-    // A 404 may come with an empty or non-JSON body; only its context matters.
-    if status == StatusCode::NOT_FOUND && serde_json::from_slice::<JsonRead>(&body).is_err() {
-        return Ok(ReadResult {
-            context: header_context,
-            values: Vec::new(),
-        });
-    }
-    let parsed: JsonRead = serde_json::from_slice(&body)
-        .with_context(|| format!("GET {url}: the answer is not the JSON the contract promises"))?;
-    let values = parsed
-        .values
-        .iter()
-        .map(|v| {
-            base64::engine::general_purpose::STANDARD
-                .decode(v)
-                .map(Bytes::from)
-                .with_context(|| format!("GET {url}: a value is not standard base64"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if status == StatusCode::NOT_FOUND && !values.is_empty() {
-        bail!("GET {url}: answered 404 yet listed {} values", values.len());
-    }
-    // A key without history may come with an empty context: there is nothing to send back.
-    let context = parsed.context.or(header_context).filter(|c| !c.is_empty());
-    Ok(ReadResult { context, values })
-}
-
-/// The context header's value, if present and printable.
-fn context_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    headers
-        .get(CONTEXT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
+/// A client of `node`.
+fn client(node: &str) -> anyhow::Result<Client> {
+    Client::new(node).context("building the HTTP client")
 }
 
 /// Shows a value on one line: as text when it is printable UTF-8, else as an escaped byte
@@ -207,7 +84,7 @@ pub fn render(value: &[u8]) -> String {
 }
 
 /// Formats a read for people: the context, then one line per value.
-pub fn describe(read: &ReadResult) -> String {
+pub fn describe(read: &Read) -> String {
     let mut out = String::new();
     if let Some(ctx) = &read.context {
         out.push_str(&format!("context: {ctx}\n"));
@@ -227,8 +104,10 @@ pub fn describe(read: &ReadResult) -> String {
 
 /// `shoal get KEY`: prints the context and every sibling; exits non-zero when not found.
 pub async fn get(args: KeyArgs) -> anyhow::Result<()> {
-    let http = client()?;
-    let found = read(&http, &args.node, &args.key, args.r).await?;
+    let found = client(&args.node)?
+        .get(&args.key, args.r)
+        .await
+        .with_context(|| format!("GET {}", args.key))?;
     if args.raw {
         return match found.values.as_slice() {
             [one] => {
@@ -262,28 +141,26 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
     } else {
         args.value.clone().into_bytes()
     };
-    let http = client()?;
+    let client = client(&args.node)?;
     let context = if args.blind {
         None
     } else if let Some(ctx) = args.context.clone() {
         Some(ctx)
     } else {
-        let before = read(&http, &args.node, &args.key, args.r).await?;
+        let before = client
+            .get(&args.key, args.r)
+            .await
+            .with_context(|| format!("GET {}", args.key))?;
         if before.values.len() > 1 {
             eprintln!("superseding {} siblings", before.values.len());
         }
         before.context
     };
-    let url = kv_url(&args.node, &args.key, args.w.map(|w| ("w", w)));
-    let mut req = http.put(&url).body(value);
-    if let Some(ctx) = &context {
-        req = req.header(CONTEXT_HEADER, ctx);
-    }
-    let resp = req.send().await.with_context(|| format!("PUT {url}"))?;
-    if !resp.status().is_success() {
-        return Err(fail(&format!("PUT {url}"), resp).await);
-    }
-    match context_of(resp.headers()) {
+    let written = client
+        .put(&args.key, value, context.as_deref(), args.w)
+        .await
+        .with_context(|| format!("PUT {}", args.key))?;
+    match written.context {
         Some(ctx) => println!("ok, context: {ctx}"),
         None => println!("ok"),
     }
@@ -292,10 +169,15 @@ pub async fn put(args: PutArgs) -> anyhow::Result<()> {
 
 /// `shoal delete KEY`: tombstones what the context just read (or given) covers.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
-    let http = client()?;
+    let client = client(&args.node)?;
     let context = match args.context.clone() {
         Some(ctx) => ctx,
-        None => match read(&http, &args.node, &args.key, args.r).await?.context {
+        None => match client
+            .get(&args.key, args.r)
+            .await
+            .with_context(|| format!("GET {}", args.key))?
+            .context
+        {
             Some(ctx) => ctx,
             None => {
                 // No history: a delete without context would cover nothing.
@@ -304,93 +186,20 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
             }
         },
     };
-    let url = kv_url(&args.node, &args.key, args.w.map(|w| ("w", w)));
-    let resp = http
-        .delete(&url)
-        .header(CONTEXT_HEADER, &context)
-        .send()
+    client
+        .delete(&args.key, &context, args.w)
         .await
-        .with_context(|| format!("DELETE {url}"))?;
-    if !resp.status().is_success() {
-        return Err(fail(&format!("DELETE {url}"), resp).await);
-    }
+        .with_context(|| format!("DELETE {}", args.key))?;
     println!("deleted");
     Ok(())
-}
-
-/// Finds the first occurrence of `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `boundary` parameter of a `multipart/mixed` content type, unquoted.
-pub fn multipart_boundary(content_type: &str) -> Option<&str> {
-    let mut params = content_type.split(';');
-    let mime = params.next()?.trim();
-    if !mime.eq_ignore_ascii_case("multipart/mixed") {
-        return None;
-    }
-    params.find_map(|p| {
-        let (name, value) = p.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| value.trim().trim_matches('"'))
-            .filter(|b| !b.is_empty())
-    })
-}
-
-/// Splits a `multipart/mixed` body (RFC 2046 framing, CRLF line ends) into its parts'
-/// contents, dropping each part's headers. The `300` answer of a `GET` uses it, one part per
-/// sibling.
-pub fn parse_multipart(body: &[u8], boundary: &str) -> anyhow::Result<Vec<Bytes>> {
-    // Every delimiter is CRLF "--" boundary; the first may start the body, so lead with CRLF.
-    let mut framed = Vec::with_capacity(body.len() + 2);
-    framed.extend_from_slice(b"\r\n");
-    framed.extend_from_slice(body);
-    let delimiter = format!("\r\n--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let mut rest: &[u8] = &framed;
-    // Skip the preamble.
-    let start = find(rest, delimiter).context("multipart body without a delimiter")?;
-    rest = rest.get(start + delimiter.len()..).unwrap_or_default();
-    let mut parts = Vec::new();
-    loop {
-        if rest.starts_with(b"--") {
-            return Ok(parts); // the close delimiter; anything after is epilogue
-        }
-        // The rest of the delimiter line (optional transport padding) ends with CRLF.
-        let eol = find(rest, b"\r\n").context("multipart delimiter line without CRLF")?;
-        let part_and_more = rest.get(eol + 2..).unwrap_or_default();
-        let end =
-            find(part_and_more, delimiter).context("multipart body without a close delimiter")?;
-        let part = part_and_more.get(..end).unwrap_or_default();
-        // Headers end at the first empty line; a part may have none (it then starts with CRLF).
-        let content = if let Some(stripped) = part.strip_prefix(b"\r\n") {
-            stripped
-        } else {
-            let h = find(part, b"\r\n\r\n").context("multipart part without a blank line")?;
-            part.get(h + 4..).unwrap_or_default()
-        };
-        parts.push(Bytes::copy_from_slice(content));
-        rest = part_and_more
-            .get(end + delimiter.len()..)
-            .unwrap_or_default();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_one_escaped_segment() {
-        assert_eq!(encode_key("plain-key_1.x~"), "plain-key_1.x~");
-        assert_eq!(encode_key("a/b c?d#%"), "a%2Fb%20c%3Fd%23%25");
-        assert_eq!(encode_key("é"), "%C3%A9");
-    }
+    use axum::http::StatusCode;
+    use bytes::Bytes;
+    use shoal::client::CONTEXT_HEADER;
 
     #[test]
     fn values_render_on_one_line() {
@@ -401,7 +210,7 @@ mod tests {
 
     #[test]
     fn describe_lists_every_sibling_and_the_context() {
-        let read = ReadResult {
+        let read = Read {
             context: Some("abc".into()),
             values: vec![Bytes::from_static(b"x"), Bytes::from_static(b"y")],
         };
@@ -409,52 +218,11 @@ mod tests {
             describe(&read),
             "context: abc\nsiblings: 2\nsibling 1: x\nsibling 2: y\n"
         );
-        let one = ReadResult {
+        let one = Read {
             context: None,
             values: vec![Bytes::from_static(b"v")],
         };
         assert_eq!(describe(&one), "value: v\n");
-    }
-
-    #[test]
-    fn boundary_is_found_quoted_or_not() {
-        assert_eq!(
-            multipart_boundary("multipart/mixed; boundary=abc"),
-            Some("abc")
-        );
-        assert_eq!(
-            multipart_boundary("Multipart/Mixed;charset=x; Boundary=\"a b\""),
-            Some("a b")
-        );
-        assert_eq!(multipart_boundary("text/plain; boundary=abc"), None);
-        assert_eq!(multipart_boundary("multipart/mixed"), None);
-    }
-
-    #[test]
-    fn multipart_parts_keep_their_exact_bytes() {
-        let body = b"preamble\r\n--XyZ\r\nContent-Type: application/octet-stream\r\n\r\nfirst\r\n\
---XyZ\r\nContent-Type: application/octet-stream\r\n\r\nsec\r\nond--X\r\n\
---XyZ\r\n\r\n\r\n--XyZ--\r\nepilogue";
-        let parts = parse_multipart(body, "XyZ").expect("well-formed");
-        assert_eq!(
-            parts,
-            vec![
-                Bytes::from_static(b"first"),
-                Bytes::from_static(b"sec\r\nond--X"),
-                Bytes::new(),
-            ]
-        );
-    }
-
-    #[test]
-    fn multipart_without_preamble_and_truncated() {
-        let body = b"--b\r\nContent-Type: application/octet-stream\r\n\r\nonly\r\n--b--";
-        assert_eq!(
-            parse_multipart(body, "b").expect("well-formed"),
-            vec![Bytes::from_static(b"only")]
-        );
-        assert!(parse_multipart(b"--b\r\n\r\nunterminated", "b").is_err());
-        assert!(parse_multipart(b"no delimiter here", "b").is_err());
     }
 
     /// What the fake node was sent: method, key, query and context.
@@ -501,8 +269,11 @@ mod tests {
     #[tokio::test]
     async fn writes_send_back_the_context_they_read() {
         let (node, log) = fake_node().await;
-        let http = client().expect("client");
-        let found = read(&http, &node, "k", Some(2)).await.expect("read");
+        let found = client(&node)
+            .expect("client")
+            .get("k", Some(2))
+            .await
+            .expect("read");
         assert_eq!(found.context.as_deref(), Some("c1"));
         assert_eq!(
             found.values,
@@ -551,14 +322,5 @@ mod tests {
                 ("DELETE".into(), "k".into(), None, q("c1")),
             ]
         );
-    }
-
-    #[test]
-    fn urls_carry_the_quorum() {
-        assert_eq!(
-            kv_url("127.0.0.1:1", "a b", Some(("w", 2))),
-            "http://127.0.0.1:1/kv/a%20b?w=2"
-        );
-        assert_eq!(kv_url("h:1", "k", None), "http://h:1/kv/k");
     }
 }

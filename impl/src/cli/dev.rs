@@ -6,7 +6,7 @@
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shoal::config::{Durability, Member, NodeConfig};
+use shoal::{defaults, Durability, Member, NodeConfig};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,11 +40,11 @@ pub struct DevArgs {
     #[command(flatten)]
     pub quorum: super::quorum_args::QuorumArgs,
     /// Partitions Q.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::PARTITIONS)]
     pub partitions: u32,
-    /// `sync` (default) or `buffered` (acknowledge before fsync; weaker).
-    #[arg(long, default_value = "sync")]
-    pub durability: String,
+    /// When replicas acknowledge: after fsync, or `buffered` (before fsync; weaker).
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    pub durability: Durability,
     /// Runtime worker threads per node (default: the cores divided among the nodes, at least 1).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -55,11 +55,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
     let n = args.quorum.replicas.unwrap_or(args.nodes.min(3) as usize);
     let majority = n / 2 + 1;
-    let durability = match args.durability.as_str() {
-        "sync" => Durability::Sync,
-        "buffered" => Durability::Buffered,
-        other => anyhow::bail!("--durability must be sync or buffered, not {other:?}"),
-    };
     let port = |base: u16, i: u64| -> anyhow::Result<SocketAddr> {
         let p = u16::try_from(u64::from(base) + i - 1).context("port out of range")?;
         Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
@@ -88,18 +83,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let config = NodeConfig {
-            id: m.id,
-            http: m.http,
-            peer: m.peer,
-            data_dir: dir.join("db"),
             partitions: args.partitions,
             n,
             r: args.quorum.read_quorum.unwrap_or(majority),
             w: args.quorum.write_quorum.unwrap_or(majority),
-            durability,
-            request_timeout_ms: 2000,
-            max_value_bytes: 1 << 20,
-            nodes: members.clone(),
+            durability: args.durability,
+            ..NodeConfig::new(m.id, m.http, m.peer, dir.join("db"), members.clone())
         };
         config.validate()?;
         let path = dir.join("node.toml");

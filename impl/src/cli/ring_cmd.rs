@@ -1,7 +1,7 @@
 //! `shoal ring`: print an assignment and its balance, or the balance table for the docs.
 
-use shoal::ring::{NodeSpec, Ring};
 use shoal::NodeId;
+use shoal::{NodeSpec, Ring};
 use std::fmt::Write as _;
 
 /// Arguments of `shoal ring`.

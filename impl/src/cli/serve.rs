@@ -1,7 +1,7 @@
 //! `shoal serve`: run one node until SIGINT or SIGTERM.
 
 use anyhow::Context;
-use shoal::config::{Durability, Member, NodeConfig};
+use shoal::{Durability, Member, NodeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -34,9 +34,10 @@ pub struct ServeArgs {
     /// Partition count Q.
     #[arg(long)]
     pub partitions: Option<u32>,
-    /// `sync` (default) or `buffered` (acknowledge before fsync; weaker).
-    #[arg(long)]
-    pub durability: Option<String>,
+    /// When replicas acknowledge: after fsync (the file's; default `sync`), or `buffered`
+    /// (before fsync; survives a process crash, not a machine's).
+    #[arg(long, value_enum)]
+    pub durability: Option<Durability>,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -61,20 +62,13 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         Some(path) => NodeConfig::load(path)?,
         None => {
             let missing = |what: &str| anyhow::anyhow!("without --config, {what} is required");
-            NodeConfig {
-                id: args.id.ok_or_else(|| missing("--id"))?,
-                http: args.http.ok_or_else(|| missing("--http"))?,
-                peer: args.peer.ok_or_else(|| missing("--peer"))?,
-                data_dir: args.data_dir.clone().ok_or_else(|| missing("--data-dir"))?,
-                partitions: 64,
-                n: 3,
-                r: 2,
-                w: 2,
-                durability: Durability::Sync,
-                request_timeout_ms: 2000,
-                max_value_bytes: 1 << 20,
-                nodes: Vec::new(),
-            }
+            NodeConfig::new(
+                args.id.ok_or_else(|| missing("--id"))?,
+                args.http.ok_or_else(|| missing("--http"))?,
+                args.peer.ok_or_else(|| missing("--peer"))?,
+                args.data_dir.clone().ok_or_else(|| missing("--data-dir"))?,
+                Vec::new(),
+            )
         }
     };
     if let Some(id) = args.id {
@@ -105,11 +99,7 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         config.partitions = q;
     }
     if let Some(d) = args.durability {
-        config.durability = match d.as_str() {
-            "sync" => Durability::Sync,
-            "buffered" => Durability::Buffered,
-            other => anyhow::bail!("--durability must be sync or buffered, not {other:?}"),
-        };
+        config.durability = d;
     }
     Ok(config)
 }
@@ -125,7 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .try_init();
     let config = configure(args)?;
     let http_addr = config.http;
-    let node = shoal::node::start(config).await?;
+    let node = shoal::start(config).await?;
     let handle = node.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
@@ -140,7 +130,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         durability = ?node.config.durability,
         "serving"
     );
-    axum::serve(listener, shoal::http::router(node))
+    axum::serve(listener, shoal::router(node))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     handle.shutdown().await?;

@@ -4,42 +4,41 @@
 //! The coordinator waits, after answering the client, for the remaining replicas up to the
 //! request deadline; then every replica whose answer differs from the merge of all answers
 //! receives it as a `Repair` message, which it merges with `sync` like any replicated write.
-//! Replicas that did not answer are left to anti-entropy.
+//! Replicas that did not answer are not repaired here: a later read repairs them.
 
-use super::coordinator::{Kind, Request};
-use super::{Core, Store};
+use super::{replica, Env, Store};
+use crate::ids::NodeId;
 use crate::protocol::{Clock, PeerMessage};
+use bytes::Bytes;
+use std::collections::BTreeMap;
 
-impl<S: Store> Core<S> {
-    /// Sends the merged clock to every replica of a finished get that answered differently.
-    pub(super) fn repair_after_get(&mut self, request: Request) {
-        if !self.config.read_repair {
-            return;
+/// Sends the merge of `answers` to every replica of a finished get that answered differently.
+pub(super) fn after_get<S: Store>(
+    env: &mut Env<S>,
+    key: Bytes,
+    answers: BTreeMap<NodeId, Option<Clock>>,
+) {
+    if !env.config.read_repair {
+        return;
+    }
+    let merged_clock = Clock::sync_all(answers.values().flatten());
+    if merged_clock.size() == 0 && merged_clock.join().is_empty() {
+        return;
+    }
+    for (node, answer) in answers {
+        if answer.as_ref() == Some(&merged_clock) {
+            continue;
         }
-        let Kind::Get { key, answers, .. } = request.kind else {
-            return;
-        };
-        let merged_clock = Clock::sync_all(answers.values().flatten());
-        if merged_clock.size() == 0 && merged_clock.join().is_empty() {
-            return;
-        }
-        for (node, answer) in answers {
-            if answer.as_ref() == Some(&merged_clock) {
-                continue;
-            }
-            self.stats.read_repairs += 1;
-            if node == self.id {
-                // Merge into the current local clock, which may have moved since it answered.
-                self.on_repair(key.clone(), merged_clock.clone());
-            } else {
-                self.send(
-                    node,
-                    PeerMessage::Repair {
-                        key: key.clone(),
-                        clock: merged_clock.clone(),
-                    },
-                );
-            }
+        env.stats.read_repairs += 1;
+        if node == env.id {
+            // Merge into the current local clock, which may have moved since it answered.
+            replica::on_repair(env, key.clone(), merged_clock.clone());
+        } else {
+            let msg = PeerMessage::Repair {
+                key: key.clone(),
+                clock: merged_clock.clone(),
+            };
+            env.out.send(node, msg);
         }
     }
 }

@@ -8,39 +8,43 @@
 //! history and is discarded by `sync`, so the deleted value cannot come back (removing the key
 //! outright would let it). A replica whose clock moved on (a newer write) keeps what it has.
 
-use super::{AfterPersist, Core, Store};
-use crate::node_id::NodeId;
+use super::local_store::Then;
+use super::{Env, Store};
+use crate::ids::NodeId;
 use crate::protocol::{Clock, PeerMessage};
 use bytes::Bytes;
 
-impl<S: Store> Core<S> {
-    /// Every replica acknowledged the tombstone-only `clock`: ask each to reap it.
-    pub(super) fn send_reaps(&mut self, replicas: &[NodeId], key: Bytes, clock: Clock) {
-        for node in replicas {
-            if *node == self.id {
-                self.on_reap(key.clone(), clock.clone());
-            } else {
-                let msg = PeerMessage::Reap {
-                    key: key.clone(),
-                    clock: clock.clone(),
-                };
-                self.send(*node, msg);
-            }
+/// Every replica acknowledged the tombstone-only `clock`: ask each to reap it.
+pub(super) fn send_reaps<S: Store>(
+    env: &mut Env<S>,
+    replicas: &[NodeId],
+    key: Bytes,
+    clock: Clock,
+) {
+    for node in replicas {
+        if *node == env.id {
+            on_reap(env, key.clone(), clock.clone());
+        } else {
+            let msg = PeerMessage::Reap {
+                key: key.clone(),
+                clock: clock.clone(),
+            };
+            env.out.send(*node, msg);
         }
     }
+}
 
-    /// Reaps `key` if its clock here is still exactly `clock`.
-    pub(super) fn on_reap(&mut self, key: Bytes, clock: Clock) {
-        let skey = self.storage_key(&key);
-        let Ok(Some(local)) = self.load(&skey) else {
-            return;
-        };
-        if local != clock || !local.values().iter().all(|v| v.is_tombstone()) {
-            return;
-        }
-        let mut reaped = local;
-        reaped.retain_values(|v| !v.is_tombstone());
-        self.stats.reaped += 1;
-        self.persist(skey, reaped, AfterPersist::Nothing);
+/// Reaps `key` if its clock here is still exactly `clock`.
+pub(super) fn on_reap<S: Store>(env: &mut Env<S>, key: Bytes, clock: Clock) {
+    let skey = env.storage_key(&key);
+    let Ok(Some(local)) = env.store.load(&skey) else {
+        return;
+    };
+    if local != clock || !local.values().iter().all(|v| v.is_tombstone()) {
+        return;
     }
+    let mut reaped = local;
+    reaped.retain_values(|v| !v.is_tombstone());
+    env.stats.reaped += 1;
+    env.store.persist(env.out, skey, reaped, Then::Nothing);
 }

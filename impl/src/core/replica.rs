@@ -2,48 +2,58 @@
 //!
 //! A replica merges every clock it receives into its own with `sync`, which keeps exactly the
 //! values neither side's history has superseded, so the order in which replicas hear of
-//! writes does not matter. It acknowledges a replicated write only after the merged clock is
-//! durable.
+//! writes does not matter, and a duplicated message changes nothing. It acknowledges a
+//! replicated write only after the merged clock is durable.
 
-use super::{AfterPersist, Core, Store};
-use crate::node_id::NodeId;
+use super::local_store::Then;
+use super::{Env, Store};
+use crate::ids::NodeId;
 use crate::protocol::{Clock, PeerMessage, RequestId};
 use bytes::Bytes;
 
-impl<S: Store> Core<S> {
-    pub(super) fn on_replicate(&mut self, from: NodeId, req: RequestId, key: Bytes, clock: Clock) {
-        let skey = self.storage_key(&key);
-        let Ok(local) = self.load(&skey) else {
-            // Unreadable storage: send no ack; the coordinator counts us as not answering.
-            return;
-        };
-        match merged(local.as_ref(), &clock) {
-            // Already durable here (and no write of it pending): acknowledge at once.
-            None if !self.unsynced.contains_key(&skey) => {
-                self.send(from, PeerMessage::ReplicateAck { req })
-            }
-            None => {
-                let current = local.unwrap_or(clock);
-                self.persist(skey, current, AfterPersist::ReplicaAck { to: from, req });
-            }
-            Some(new) => self.persist(skey, new, AfterPersist::ReplicaAck { to: from, req }),
+/// A coordinator's new clock for `key`: merge it and acknowledge once durable.
+pub(super) fn on_replicate<S: Store>(
+    env: &mut Env<S>,
+    from: NodeId,
+    req: RequestId,
+    key: Bytes,
+    clock: Clock,
+) {
+    let skey = env.storage_key(&key);
+    let Ok(local) = env.store.load(&skey) else {
+        // Unreadable storage: send no ack; the coordinator counts us as not answering.
+        return;
+    };
+    let then = Then::Acknowledge { to: from, req };
+    match merged(local.as_ref(), &clock) {
+        // Already durable here (and no write of it pending): acknowledge at once.
+        None if !env.store.is_unsynced(&skey) => {
+            env.out.send(from, PeerMessage::ReplicateAck { req })
+        }
+        // Already here but not yet durable: acknowledge once the same clock is.
+        None => {
+            let current = local.unwrap_or(clock);
+            env.store.persist(env.out, skey, current, then);
+        }
+        Some(new) => env.store.persist(env.out, skey, new, then),
+    }
+}
+
+/// A clock sent by read repair: merge it, answer nothing.
+pub(super) fn on_repair<S: Store>(env: &mut Env<S>, key: Bytes, clock: Clock) {
+    let skey = env.storage_key(&key);
+    if let Ok(local) = env.store.load(&skey) {
+        if let Some(new) = merged(local.as_ref(), &clock) {
+            env.store.persist(env.out, skey, new, Then::Nothing);
         }
     }
+}
 
-    pub(super) fn on_repair(&mut self, key: Bytes, clock: Clock) {
-        let skey = self.storage_key(&key);
-        if let Ok(local) = self.load(&skey) {
-            if let Some(new) = merged(local.as_ref(), &clock) {
-                self.persist(skey, new, AfterPersist::Nothing);
-            }
-        }
-    }
-
-    pub(super) fn on_read(&mut self, from: NodeId, req: RequestId, key: Bytes) {
-        let skey = self.storage_key(&key);
-        if let Ok(clock) = self.load(&skey) {
-            self.send(from, PeerMessage::ReadReply { req, clock });
-        }
+/// A coordinator asks for our clock of `key`.
+pub(super) fn on_read<S: Store>(env: &mut Env<S>, from: NodeId, req: RequestId, key: Bytes) {
+    let skey = env.storage_key(&key);
+    if let Ok(clock) = env.store.load(&skey) {
+        env.out.send(from, PeerMessage::ReadReply { req, clock });
     }
 }
 

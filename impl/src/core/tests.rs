@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::dvvset::VersionVector;
+use crate::ids::ActorId;
+use crate::protocol::{ClientReply, Clock, RequestId};
 use crate::ring::NodeSpec;
 use crate::value::Value;
 use bytes::Bytes;
@@ -38,7 +40,7 @@ impl Sim {
                 let store = MemStore::default();
                 let core = Core::new(
                     NodeId(i),
-                    NodeId(100 + i),
+                    ActorId(100 + i),
                     ring.clone(),
                     config.clone(),
                     store.clone(),
@@ -264,7 +266,7 @@ fn a_restarted_node_never_reuses_a_dot_it_forgot() {
     // It restarts with the next epoch and an empty memory; its store never got the write.
     let ring = sim.core(1).ring().clone();
     let store = sim.nodes[&NodeId(1)].1.clone();
-    let restarted = Core::new(NodeId(1), NodeId(201), ring, CoreConfig::default(), store);
+    let restarted = Core::new(NodeId(1), ActorId(201), ring, CoreConfig::default(), store);
     assert_ne!(restarted.actor(), sim.core(1).actor());
     sim.nodes.get_mut(&NodeId(1)).expect("node").0 = restarted;
     sim.client(1, 2, put("k", "second", VersionVector::new()));
@@ -405,7 +407,7 @@ fn messages_from_strangers_and_oversized_keys_are_ignored() {
         now,
         NodeId(99),
         PeerMessage::Read {
-            req: 1,
+            req: RequestId(1),
             key: Bytes::from_static(b"k"),
         },
     );
@@ -413,7 +415,7 @@ fn messages_from_strangers_and_oversized_keys_are_ignored() {
         now,
         NodeId(2),
         PeerMessage::Read {
-            req: 1,
+            req: RequestId(1),
             key: Bytes::from(vec![0; MAX_KEY_LEN + 1]),
         },
     );
@@ -444,7 +446,7 @@ fn a_late_reply_to_an_earlier_incarnation_is_not_taken_for_a_new_answer() {
         ..CoreConfig::default()
     };
     sim.nodes.get_mut(&NodeId(1)).expect("node").0 =
-        Core::new(NodeId(1), NodeId(301), ring, config, store);
+        Core::new(NodeId(1), ActorId(301), ring, config, store);
     // The new incarnation asks for y, then the old question's answers arrive.
     sim.client(1, 4, get("y"));
     for (from, to, msg) in late {

@@ -1,0 +1,189 @@
+//! The local store: this node's clocks as the protocol sees them.
+//!
+//! Three layers answer a read, newest first: clocks handed to the shell but not yet reported
+//! durable (*unsynced*: reads and read-modify-writes must see them before the disk does), a
+//! byte-bounded cache of durable clocks (every write passes through here, so the cache always
+//! equals the store where it has an entry), and the durable store itself behind the [`Store`]
+//! trait. A write goes out as an [`super::Effect::Persist`] with a [`PersistId`]; when the shell
+//! reports it durable, [`LocalStore::persisted`] hands back what was waiting on it (a
+//! [`Then`]) so the mechanism that asked can take its next step — an acknowledgement or a
+//! message leaves only after the write it depends on is durable.
+
+use super::outbox::{Outbox, PersistId};
+use crate::dvvset::DecodeError;
+use crate::ids::NodeId;
+use crate::protocol::{Clock, RequestId};
+use std::collections::HashMap;
+
+/// Why the core could not read a stored clock.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The storage engine failed.
+    #[error("storage read failed: {0}")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored bytes did not decode: disk corruption or a foreign file.
+    #[error("stored clock is corrupt: {0}")]
+    Corrupt(#[from] DecodeError),
+}
+
+/// Read access to durable clocks; the shell implements it over fjall.
+pub trait Store {
+    /// The durable clock stored under `storage_key`, if any.
+    fn load(&self, storage_key: &[u8]) -> Result<Option<Clock>, StoreError>;
+}
+
+/// The storage key of `key` in `partition`: the partition as two big-endian bytes, then the
+/// key, so that a partition is one contiguous range (handoff and anti-entropy scan it).
+pub fn storage_key(partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + key.len());
+    out.extend_from_slice(&(partition as u16).to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// A cheap upper estimate of a clock's encoded size.
+pub fn clock_size_estimate(clock: &Clock) -> usize {
+    clock
+        .values()
+        .iter()
+        .map(|v| v.data().map_or(0, |d| d.len()) + 16)
+        .sum::<usize>()
+        + 24 * clock.ids().len()
+}
+
+/// Weighs a cached clock by its estimated encoded size, so the cache is bounded in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClockWeight;
+
+impl quick_cache::Weighter<Vec<u8>, Clock> for ClockWeight {
+    fn weight(&self, key: &Vec<u8>, clock: &Clock) -> u64 {
+        (key.len() + clock_size_estimate(clock)) as u64
+    }
+}
+
+/// What waits for a write to become durable: the mechanism that asked for it resumes with
+/// this once the shell reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// The coordinator's own copy of a put: count it towards `W`.
+    CountOwnCopy(RequestId),
+    /// A replica's copy of a replicated write: acknowledge it to the coordinator.
+    Acknowledge {
+        /// The coordinator.
+        to: NodeId,
+        /// Its request.
+        req: RequestId,
+    },
+    /// Nothing waits (read repair, reaping).
+    Nothing,
+}
+
+/// A clock written but not yet reported durable.
+struct Unsynced {
+    /// The newest clock handed to the shell for this key.
+    clock: Clock,
+    /// Writes of this key the shell has not yet reported durable.
+    pending: u32,
+}
+
+/// This node's clocks: unsynced writes, a cache of durable ones, and the durable store.
+pub(crate) struct LocalStore<S> {
+    store: S,
+    unsynced: HashMap<Vec<u8>, Unsynced>,
+    cache: quick_cache::unsync::Cache<Vec<u8>, Clock, ClockWeight>,
+    persists: HashMap<PersistId, (Vec<u8>, Then)>,
+    next_persist: u64,
+}
+
+impl<S: Store> LocalStore<S> {
+    /// A local store over `store`, caching up to `cache_bytes` of durable clocks.
+    pub(crate) fn new(store: S, cache_bytes: u64) -> Self {
+        let cache_bytes = cache_bytes.max(1 << 20);
+        LocalStore {
+            store,
+            unsynced: HashMap::new(),
+            // Sized for clocks of about 1 KiB; the weight bounds the bytes whatever their size.
+            cache: quick_cache::unsync::Cache::with_weighter(
+                (cache_bytes / 1024) as usize,
+                cache_bytes,
+                ClockWeight,
+            ),
+            persists: HashMap::new(),
+            next_persist: 1,
+        }
+    }
+
+    /// The durable store underneath.
+    pub(crate) fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The newest clock for a storage key: an unsynced write, else the durable one (from the
+    /// cache when it has it).
+    pub(crate) fn load(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        if let Some(u) = self.unsynced.get(skey) {
+            return Ok(Some(u.clock.clone()));
+        }
+        if let Some(clock) = self.cache.get(skey) {
+            return Ok(Some(clock.clone()));
+        }
+        let stored = self.store.load(skey)?;
+        if let Some(clock) = &stored {
+            self.cache.insert(skey.to_vec(), clock.clone());
+        }
+        Ok(stored)
+    }
+
+    /// Whether a write of `skey` is waiting for the disk.
+    pub(crate) fn is_unsynced(&self, skey: &[u8]) -> bool {
+        self.unsynced.contains_key(skey)
+    }
+
+    /// Hands `clock` to the shell to store under `skey`; `then` resumes once it is durable.
+    pub(crate) fn persist(&mut self, out: &mut Outbox, skey: Vec<u8>, clock: Clock, then: Then) {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        let slot = self
+            .unsynced
+            .entry(skey.clone())
+            .or_insert_with(|| Unsynced {
+                clock: clock.clone(),
+                pending: 0,
+            });
+        slot.clock = clock.clone();
+        slot.pending += 1;
+        self.persists.insert(id, (skey.clone(), then));
+        out.persist(id, skey, clock);
+    }
+
+    /// The shell reports write `id` durable: what waited on it, if the id was ours.
+    pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Then> {
+        let (skey, then) = self.persists.remove(&id)?;
+        if let Some(u) = self.unsynced.get_mut(&skey) {
+            u.pending -= 1;
+            if u.pending == 0 {
+                // The writer commits in order, so the last clock handed to it is what the
+                // store now holds.
+                if let Some(u) = self.unsynced.remove(&skey) {
+                    self.cache.insert(skey, u.clock);
+                }
+            }
+        }
+        Some(then)
+    }
+
+    /// Writes handed to the shell and not yet reported durable.
+    pub(crate) fn pending(&self) -> usize {
+        self.persists.len()
+    }
+
+    /// A mark for [`LocalStore::durable_up_to`]: every write handed out from now on is after it.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next_persist
+    }
+
+    /// Whether every write handed to the shell before `mark` has been reported durable.
+    pub(crate) fn durable_up_to(&self, mark: u64) -> bool {
+        !self.persists.keys().any(|id| id.0 < mark)
+    }
+}

@@ -1,0 +1,76 @@
+//! The core's outputs, queued in the order the mechanisms produced them.
+//!
+//! Every mechanism writes its effects here and nowhere else; the shell drains the queue with
+//! [`super::Core::poll_effect`] after each input. The order is the contract: a message that
+//! depends on a write is queued only once the write was reported durable (see
+//! [`super::local_store`]), so executing effects in queue order never lets it out early.
+
+use crate::ids::NodeId;
+use crate::protocol::{ClientReply, Clock, PeerMessage};
+use std::collections::VecDeque;
+
+/// Identifies a client request inside the shell that submitted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// Identifies a write the core asked the shell to make durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersistId(pub u64);
+
+/// Something the shell must do on the core's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send `msg` to peer `to` (never to this node itself).
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: PeerMessage,
+    },
+    /// Answer client request `client`.
+    Reply {
+        /// The request.
+        client: ClientId,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Make `clock` durable under `key`, then call [`super::Core::handle_persisted`] with
+    /// `id`. Writes may be grouped into one commit; completions may be reported in any order,
+    /// but only after the data is durable per the configured mode.
+    Persist {
+        /// Completion token.
+        id: PersistId,
+        /// Storage key (see [`super::storage_key`]).
+        key: Vec<u8>,
+        /// The full clock to store (it replaces what is there).
+        clock: Clock,
+    },
+}
+
+/// The queue of effects.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    effects: VecDeque<Effect>,
+}
+
+impl Outbox {
+    /// Queues a message to a peer.
+    pub(crate) fn send(&mut self, to: NodeId, msg: PeerMessage) {
+        self.effects.push_back(Effect::Send { to, msg });
+    }
+
+    /// Queues a client's answer.
+    pub(crate) fn reply(&mut self, client: ClientId, reply: ClientReply) {
+        self.effects.push_back(Effect::Reply { client, reply });
+    }
+
+    /// Queues a write (only [`super::local_store::LocalStore`] calls this).
+    pub(crate) fn persist(&mut self, id: PersistId, key: Vec<u8>, clock: Clock) {
+        self.effects.push_back(Effect::Persist { id, key, clock });
+    }
+
+    /// The next effect, oldest first.
+    pub(crate) fn pop(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+}
