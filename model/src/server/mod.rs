@@ -1,0 +1,394 @@
+//! A server: replica, coordinator, hint holder and anti-entropy peer in one actor.
+//!
+//! **Replica.** A server merges every version it receives into its durable store with `sync`
+//! and saves the store (`o.save`) in the same step in which it acknowledges — *persist before
+//! you acknowledge* — so a crash keeps exactly what was acknowledged. Everything else
+//! (coordinations, suspicions, timers) is volatile and lost on a crash.
+//!
+//! **Coordinator.** A put is applied to the coordinator's own version with the client's context
+//! (`update`), stored, and the result replicated to the rest of the preference list; the client
+//! gets `PutOk` once `W` *distinct* replicas (the coordinator included) stored it. A get reads
+//! `R` replicas (the coordinator included) and answers with the merge of their versions. With
+//! `R + W > N` and no write going to a fallback, the `R` readers intersect the `W` writers.
+//!
+//! **Failure detector and sloppy quorum.** The coordination timer models a timeout: when it
+//! fires before `W` acknowledgements, the coordinator suspects the preference-list nodes that
+//! have not answered — rightly if they crashed, wrongly if their messages are only slow — and,
+//! with sloppy quorum, writes to the next unsuspected fallbacks with a hint naming the owner;
+//! a second timeout fails the put (`Fail`, HTTP 503). A message from a peer clears suspicion.
+//!
+//! **Hinted handoff.** Hints are durable; the holder offers them to their owners and drops a
+//! hint once its owner acknowledged storing exactly that version.
+//!
+//! **Read repair.** After a get, every answering replica whose version differs from the merge
+//! is sent the merge.
+//!
+//! **Anti-entropy.** At the model's level: a replica whose store changed sends its versions of
+//! the keys it shares with a peer to that peer, which merges the differing ones. Because a
+//! replica pushes after each change, once changes stop each pair has merged the other's final
+//! state, and the join of both is what both hold: convergence (hash trees only make the
+//! exchange cheaper and are abstracted away).
+//!
+//! **Reaping.** A delete whose tombstone-only version all `N` primaries acknowledged is reaped:
+//! each replica still holding exactly that version drops the siblings and keeps the causal
+//! context, so a stale copy of a deleted value arriving later is recognised as superseded.
+//!
+//! **Where each mechanism lives.** This file holds the state, the entry points and the helpers
+//! every mechanism shares (reading, storing and merging a key durably, the coordination timer);
+//! `handle` only dispatches each message to the mechanism that owns it:
+//!
+//! - `coordinator.rs`: client puts and gets, their acknowledgements and replies, quorums and
+//!   coordination timeouts;
+//! - `replica.rs`: storing a replicated or repaired version, answering reads;
+//! - `handoff.rs`: sloppy quorum's hinted writes, holding hints and handing them off;
+//! - `read_repair.rs`: writing a get's merge back to the stale replicas;
+//! - `anti_entropy.rs`: pushing changed keys to peers and merging theirs;
+//! - `reap.rs`: reaping a tombstone all primaries hold;
+//! - `loss.rs`: the bounded-loss fault (`lose`), holding a message until it is kept or lost.
+
+use crate::actor::{Timer, Wiring};
+use crate::config::Settings;
+use crate::dvv::Node;
+use crate::msg::Msg;
+use crate::mutation::Mutation;
+use crate::value::{Key, ReqId, Val};
+use crate::version::Version;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{model_timeout, Id, Out};
+use stateright::{Rewrite, RewritePlan};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod anti_entropy;
+mod coordinator;
+mod handoff;
+mod loss;
+mod read_repair;
+mod reap;
+mod replica;
+#[cfg(test)]
+mod tests;
+
+/// What a server keeps on disk; it survives crashes (stateright `Storage`).
+#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct Store {
+    /// The versions of the keys this server replicates.
+    pub data: BTreeMap<Key, Version>,
+    /// Versions held for a suspected owner: `(owner, key)`.
+    #[serde(with = "crate::pairs")]
+    pub hints: BTreeMap<(Node, Key), Version>,
+    /// The last request number executed per client, so a duplicated put is not applied twice.
+    #[serde(with = "crate::pairs")]
+    pub served: BTreeMap<Id, u8>,
+    /// Ghost: values once stored here as siblings and since superseded (never read by the
+    /// protocol; the "nothing comes back" property checks they stay gone).
+    pub gone: BTreeSet<Val>,
+    /// How often this server started, the first start included (bounds crashes through
+    /// `within_boundary`; saved at every start, so a crash before any write is counted too).
+    pub boots: u8,
+    /// Ghost: replication messages this server lost (the bounded-loss fault; never read by the
+    /// protocol, kept with the store so a crash does not renew the budget; 0 unless `lose`).
+    pub lost: u8,
+}
+
+impl Rewrite<Id> for Store {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        Store {
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (*k, v.rewrite(plan)))
+                .collect(),
+            hints: self
+                .hints
+                .iter()
+                .map(|(k, v)| (*k, v.rewrite(plan)))
+                .collect(),
+            served: self.served.rewrite(plan),
+            gone: self.gone.rewrite(plan),
+            boots: self.boots,
+            lost: self.lost,
+        }
+    }
+}
+
+/// A put being coordinated.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct PutCoord {
+    /// The key.
+    pub key: Key,
+    /// The version the coordinator stored and replicates.
+    pub version: Version,
+    /// Distinct servers that stored it durably (the coordinator included).
+    pub acks: BTreeSet<Node>,
+    /// Acknowledgements received, duplicates included (only the `CountDuplicateAcks` bug uses it).
+    pub ack_msgs: u8,
+    /// Whether the sloppy round to fallbacks has been made.
+    pub hinted: bool,
+    /// Whether the client has been answered (the coordination may wait on to reap).
+    pub replied: bool,
+}
+
+/// A get being coordinated.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct GetCoord {
+    /// The key.
+    pub key: Key,
+    /// The versions received per replica (the coordinator's own included).
+    pub replies: BTreeMap<Node, Version>,
+}
+
+/// A server's state: its durable store mirrored in memory plus volatile coordination state.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct ServerState {
+    /// This server's ring index; first so that symmetry reduction never permutes servers.
+    pub me: Node,
+    /// The durable store (saved on every change).
+    pub store: Store,
+    /// Peers the local failure detector suspects.
+    pub suspects: BTreeSet<Node>,
+    /// Puts being coordinated.
+    #[serde(with = "crate::pairs")]
+    pub puts: BTreeMap<ReqId, PutCoord>,
+    /// Gets being coordinated.
+    #[serde(with = "crate::pairs")]
+    pub gets: BTreeMap<ReqId, GetCoord>,
+    /// The store changed since the last anti-entropy push.
+    pub dirty: bool,
+    /// Hints changed since they were last offered to their owners.
+    pub offer: bool,
+    /// A replication message received but not yet processed or lost: the nondeterministic
+    /// choice between the two is pending (only with `lose`; the server does nothing else
+    /// meanwhile, so receiving and choosing act as one step).
+    pub pending: Option<Box<(Id, Msg)>>,
+}
+
+impl Rewrite<Id> for ServerState {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        ServerState {
+            me: self.me,
+            store: self.store.rewrite(plan),
+            suspects: self.suspects.clone(),
+            puts: self
+                .puts
+                .iter()
+                .map(|(r, p)| {
+                    let mut p = p.clone();
+                    p.version = p.version.rewrite(plan);
+                    (r.rewrite(plan), p)
+                })
+                .collect(),
+            gets: self
+                .gets
+                .iter()
+                .map(|(r, g)| {
+                    let replies = g
+                        .replies
+                        .iter()
+                        .map(|(n, v)| (*n, v.rewrite(plan)))
+                        .collect();
+                    (
+                        r.rewrite(plan),
+                        GetCoord {
+                            key: g.key,
+                            replies,
+                        },
+                    )
+                })
+                .collect(),
+            dirty: self.dirty,
+            offer: self.offer,
+            pending: self
+                .pending
+                .as_ref()
+                .map(|p| Box::new((p.0.rewrite(plan), p.1.rewrite(plan)))),
+        }
+    }
+}
+
+fn id(node: Node) -> Id {
+    Id::from(usize::from(node))
+}
+
+/// The server's behaviour, parameterised by the configuration.
+pub struct Server<'a> {
+    /// The configuration.
+    pub cfg: &'a Settings,
+}
+
+impl Server<'_> {
+    /// Boots from the durable store (`None` on first start); volatile state starts empty.
+    pub fn start(&self, me: Node, storage: &Option<Store>, o: &mut Out<Wiring>) -> ServerState {
+        let mut store = storage.clone().unwrap_or_default();
+        if storage.is_some() && self.cfg.mutated(Mutation::DropHintsOnRecovery) {
+            store.hints.clear();
+        }
+        store.boots = store.boots.saturating_add(1);
+        o.save(store.clone());
+        let dirty = self.cfg.anti_entropy && !store.data.is_empty();
+        let offer = self.cfg.sloppy && !store.hints.is_empty();
+        if dirty {
+            o.set_timer(Timer::AntiEntropy, model_timeout());
+        }
+        if offer {
+            o.set_timer(Timer::Handoff, model_timeout());
+        }
+        ServerState {
+            me,
+            store,
+            suspects: BTreeSet::new(),
+            puts: BTreeMap::new(),
+            gets: BTreeMap::new(),
+            dirty,
+            offer,
+            pending: None,
+        }
+    }
+
+    fn local(&self, s: &ServerState, key: Key) -> Version {
+        s.store
+            .data
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| Version::empty(self.cfg.clock))
+    }
+
+    fn save(&self, s: &ServerState, o: &mut Out<Wiring>) {
+        if !self.cfg.mutated(Mutation::VolatileStore) {
+            o.save(s.store.clone());
+        }
+    }
+
+    /// Replaces the stored version of `key` (durably); returns whether it changed.
+    fn store(
+        &self,
+        st: &mut Cow<ServerState>,
+        key: Key,
+        new: Version,
+        o: &mut Out<Wiring>,
+    ) -> bool {
+        let old = self.local(st, key);
+        if old == new {
+            return false;
+        }
+        let s = st.to_mut();
+        let kept = new.values();
+        s.store
+            .gone
+            .extend(old.values().into_iter().filter(|v| !kept.contains(v)));
+        s.store.data.insert(key, new);
+        self.save(s, o);
+        if self.cfg.anti_entropy && !s.dirty {
+            s.dirty = true;
+            o.set_timer(Timer::AntiEntropy, model_timeout());
+        }
+        true
+    }
+
+    /// Merges `incoming` into the stored version of `key`.
+    fn merge(&self, st: &mut Cow<ServerState>, key: Key, incoming: &Version, o: &mut Out<Wiring>) {
+        let new = if self.cfg.mutated(Mutation::OverwriteOnReplicate) {
+            incoming.clone()
+        } else {
+            self.local(st, key).sync(incoming)
+        };
+        self.store(st, key, new, o);
+    }
+
+    fn arm(&self, o: &mut Out<Wiring>) {
+        if !self.cfg.timeouts {
+            return;
+        }
+        o.set_timer(Timer::Coordination, model_timeout());
+    }
+
+    fn disarm_if_idle(&self, s: &ServerState, o: &mut Out<Wiring>) {
+        if self.cfg.timeouts && s.puts.is_empty() && s.gets.is_empty() {
+            o.cancel_timer(Timer::Coordination);
+        }
+    }
+
+    /// Receives one message. With budget left (`lose`), a `Replicate` or `Repair` is held while
+    /// the choice between processing and losing it is made; until then the server ignores
+    /// other messages (they stay in flight).
+    pub fn on_msg(&self, st: &mut Cow<ServerState>, src: Id, msg: Msg, o: &mut Out<Wiring>) {
+        if st.pending.is_some() {
+            return;
+        }
+        if self.losable(st, &msg) {
+            self.hold(st, src, msg, o);
+            return;
+        }
+        self.handle(st, src, msg, o);
+    }
+
+    /// Resolves a held message: processes it, or loses it exactly as a dropped message (no
+    /// state change, no acknowledgement) and counts the loss.
+    pub fn on_choice(&self, st: &mut Cow<ServerState>, lose: bool, o: &mut Out<Wiring>) {
+        if let Some((src, msg)) = self.resolve(st, lose, o) {
+            self.handle(st, src, msg, o);
+        }
+    }
+
+    /// Handles one message: any answer to a request of ours clears the sender's suspicion,
+    /// then the mechanism that owns the message acts on it.
+    fn handle(&self, st: &mut Cow<ServerState>, src: Id, msg: Msg, o: &mut Out<Wiring>) {
+        self.trust(st, src, &msg);
+        match msg {
+            Msg::Put {
+                req, key, ctx, val, ..
+            } => self.put(st, req, key, &ctx, val, o),
+            Msg::ReplicateAck { req } => self.replicate_ack(st, src, req, o),
+            Msg::Get { req, key } => self.get(st, req, key, o),
+            Msg::Read { req, key } => self.read(st, src, req, key, o),
+            Msg::ReadReply { req, version } => self.read_reply(st, src, req, version, o),
+            Msg::Replicate {
+                req,
+                key,
+                version,
+                hint: None,
+            } => self.replicate(st, src, req, key, &version, o),
+            Msg::Replicate {
+                req,
+                key,
+                version,
+                hint: Some(owner),
+            } => self.hold_hint(st, src, req, (owner, key), version, o),
+            Msg::Repair { key, version } => self.repair(st, key, &version, o),
+            Msg::Handoff { key, version } => self.take_handoff(st, src, key, version, o),
+            Msg::HandoffAck { key, version } => self.handoff_acked(st, src, key, &version, o),
+            Msg::Sync { entries } => self.sync(st, entries, o),
+            Msg::Reap { key, version } => self.reap_if_current(st, key, &version, o),
+            Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::Fail { .. } => {}
+        }
+    }
+
+    /// The failure detector trusts a peer again when it answers one of our requests.
+    fn trust(&self, st: &mut Cow<ServerState>, src: Id, msg: &Msg) {
+        let answer = matches!(
+            msg,
+            Msg::ReplicateAck { .. } | Msg::ReadReply { .. } | Msg::HandoffAck { .. }
+        );
+        if let Ok(p) = Node::try_from(usize::from(src)) {
+            if answer && st.suspects.contains(&p) {
+                st.to_mut().suspects.remove(&p);
+            }
+        }
+    }
+
+    /// Handles a timer.
+    pub fn on_timeout(&self, st: &mut Cow<ServerState>, timer: &Timer, o: &mut Out<Wiring>) {
+        if st.pending.is_some() {
+            // Not now (see `loss.rs`): renewing the timer makes the firing a no-op, so it stays
+            // set.
+            o.set_timer(timer.clone(), model_timeout());
+            return;
+        }
+        match timer {
+            Timer::Coordination => self.timeout_coordinations(st, o),
+            Timer::Handoff => self.offer_hints(st, o),
+            Timer::AntiEntropy => self.push(st, o),
+            Timer::Client => {}
+        }
+    }
+}

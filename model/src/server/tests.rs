@@ -1,0 +1,235 @@
+//! Unit tests of the server's mechanisms, one step at a time: what a single message or timer
+//! does to one server's state and what it sends.
+
+use super::*;
+use crate::value::Ctx;
+use crate::version::Clock;
+use stateright::actor::Command;
+
+fn settings(w: u8) -> Settings {
+    Settings {
+        sloppy: true,
+        reap: true,
+        timeouts: true,
+        ..Settings::plain(4, 3, 1, w)
+    }
+}
+
+fn client() -> Id {
+    Id::from(7)
+}
+
+/// The client's first request, a blind put of key 0.
+fn first_req() -> ReqId {
+    ReqId {
+        client: client(),
+        seq: 1,
+    }
+}
+
+/// The version a first blind put of key 0 by the client creates at server 0.
+fn first_write() -> Version {
+    Version::empty(Clock::Dvv).update(
+        &Ctx::new(),
+        0,
+        Val {
+            client: client(),
+            seq: 1,
+            key: 0,
+            tomb: false,
+        },
+    )
+}
+
+fn put(seq: u8, tomb: bool) -> Msg {
+    let req = ReqId {
+        client: client(),
+        seq,
+    };
+    Msg::Put {
+        req,
+        key: 0,
+        ctx: Ctx::new(),
+        val: Val {
+            client: client(),
+            seq,
+            key: 0,
+            tomb,
+        },
+        seen: BTreeSet::new(),
+    }
+}
+
+fn boot(cfg: &Settings, me: Node) -> ServerState {
+    Server { cfg }.start(me, &None, &mut Out::new())
+}
+
+#[test]
+fn the_store_is_saved_before_the_put_is_acknowledged() {
+    let cfg = settings(1);
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    let mut o = Out::new();
+    Server { cfg: &cfg }.on_msg(&mut st, client(), put(1, false), &mut o);
+    let save = o.iter().position(
+        |c| matches!(c, Command::Save(store) if store.data.get(&0).is_some_and(|v| v.values().len() == 1)),
+    );
+    let ack = o
+        .iter()
+        .position(|c| matches!(c, Command::Send(to, Msg::PutOk { .. }) if *to == client()));
+    assert!(save.is_some() && ack.is_some() && save < ack, "{o:?}");
+    let replicas = o
+        .iter()
+        .filter(|c| matches!(c, Command::Send(_, Msg::Replicate { hint: None, .. })))
+        .count();
+    assert_eq!(replicas, 2, "the rest of the preference list");
+}
+
+#[test]
+fn a_duplicated_ack_does_not_count_twice_towards_w() {
+    let cfg = settings(3);
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
+    let req = first_req();
+    let acked = |o: &Out<Wiring>| {
+        o.iter()
+            .any(|c| matches!(c, Command::Send(_, Msg::PutOk { .. })))
+    };
+    for _ in 0..2 {
+        let mut o = Out::new();
+        server.on_msg(&mut st, Id::from(1), Msg::ReplicateAck { req }, &mut o);
+        assert!(!acked(&o), "two acks from one replica are not W = 3");
+    }
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(2), Msg::ReplicateAck { req }, &mut o);
+    assert!(acked(&o));
+}
+
+#[test]
+fn a_lost_replicate_changes_nothing_but_the_budget_and_is_not_acknowledged() {
+    let mut cfg = settings(1);
+    cfg.lose = 1;
+    let server = Server { cfg: &cfg };
+    let version = first_write();
+    let req = first_req();
+    let m = Msg::Replicate {
+        req,
+        key: 0,
+        version,
+        hint: None,
+    };
+    let s = boot(&cfg, 1);
+    let mut st = Cow::Borrowed(&s);
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(0), m.clone(), &mut o);
+    assert!(st.pending.is_some(), "held until the choice");
+    assert!(o
+        .iter()
+        .any(|c| matches!(c, Command::ChooseRandom(_, r) if r.len() == 2)));
+    let mut blocked = st.clone();
+    server.on_msg(&mut blocked, Id::from(2), m.clone(), &mut Out::new());
+    assert_eq!(blocked, st, "nothing else is received meanwhile");
+    let mut o = Out::new();
+    server.on_choice(&mut st, true, &mut o);
+    assert!(st.pending.is_none() && st.store.data.is_empty());
+    assert_eq!(st.store.lost, 1);
+    assert!(!o.iter().any(|c| matches!(c, Command::Send(..))), "no ack");
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(0), m, &mut o);
+    assert!(st.pending.is_none(), "budget spent: processed at once");
+    assert_eq!(st.store.data[&0].values().len(), 1);
+    assert!(o
+        .iter()
+        .any(|c| matches!(c, Command::Send(_, Msg::ReplicateAck { .. }))));
+}
+
+#[test]
+fn a_timeout_suspects_the_silent_and_writes_to_a_fallback_with_a_hint() {
+    let cfg = settings(3);
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
+    let mut o = Out::new();
+    server.on_timeout(&mut st, &Timer::Coordination, &mut o);
+    assert_eq!(st.suspects, BTreeSet::from([1, 2]));
+    let hinted: Vec<(Id, Option<Node>)> = o
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send(to, Msg::Replicate { hint, .. }) => Some((*to, *hint)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        hinted,
+        vec![(Id::from(3), Some(1))],
+        "one fallback for two owners"
+    );
+    let mut o = Out::new();
+    server.on_timeout(&mut st, &Timer::Coordination, &mut o);
+    assert!(o
+        .iter()
+        .any(|c| matches!(c, Command::Send(_, Msg::Fail { put: true, .. }))));
+    assert!(st.puts.is_empty());
+}
+
+#[test]
+fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
+    let cfg = settings(1);
+    let server = Server { cfg: &cfg };
+    let version = first_write();
+    let s = boot(&cfg, 3);
+    let mut st = Cow::Borrowed(&s);
+    let req = first_req();
+    let mut o = Out::new();
+    let m = Msg::Replicate {
+        req,
+        key: 0,
+        version: version.clone(),
+        hint: Some(1),
+    };
+    server.on_msg(&mut st, Id::from(0), m, &mut o);
+    assert!(o
+        .iter()
+        .any(|c| matches!(c, Command::Save(s) if s.hints.contains_key(&(1, 0)))));
+    assert!(st.store.data.is_empty(), "a hint is not the holder's data");
+    let stale = Version::empty(Clock::Dvv);
+    let m = Msg::HandoffAck {
+        key: 0,
+        version: stale,
+    };
+    server.on_msg(&mut st, Id::from(1), m, &mut Out::new());
+    assert!(st.store.hints.contains_key(&(1, 0)), "not that version");
+    let m = Msg::HandoffAck { key: 0, version };
+    server.on_msg(&mut st, Id::from(2), m.clone(), &mut Out::new());
+    assert!(st.store.hints.contains_key(&(1, 0)), "not from the owner");
+    server.on_msg(&mut st, Id::from(1), m, &mut Out::new());
+    assert!(st.store.hints.is_empty());
+}
+
+#[test]
+fn reaping_applies_only_to_the_version_all_replicas_acknowledged() {
+    let cfg = settings(1);
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, true), &mut Out::new());
+    let tomb = st.store.data[&0].clone();
+    server.on_msg(&mut st, client(), put(2, false), &mut Out::new());
+    let m = Msg::Reap {
+        key: 0,
+        version: tomb,
+    };
+    server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
+    assert_eq!(st.store.data[&0].values().len(), 2, "a newer write arrived");
+    let current = st.store.data[&0].clone();
+    let m = Msg::Reap {
+        key: 0,
+        version: current.clone(),
+    };
+    server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
+    assert!(st.store.data[&0].is_reaped());
+    assert_eq!(st.store.data[&0].context(), current.context());
+}
