@@ -278,13 +278,9 @@ fn main() -> Result<()> {
                     print!("{}", t.render());
                 }
                 if let Some(t) = &o.trace {
-                    let file = traces.join(format!(
-                        "{}-{}.json",
-                        cfg.name,
-                        o.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-                    ));
-                    std::fs::write(&file, t.to_json())
-                        .with_context(|| format!("writing {}", file.display()))?;
+                    let file = t
+                        .write_to(&traces)
+                        .with_context(|| format!("writing a trace into {}", traces.display()))?;
                     if !o.ok {
                         println!("       trace written to {}", file.display());
                     }

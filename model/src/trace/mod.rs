@@ -7,6 +7,9 @@
 //! and every server's stored versions (values with their causality: dots and causal context
 //! for DVVSets, per-sibling clocks for the classic scheme) and hints. Actors are numbered as in
 //! the model: servers `0..servers`, then clients.
+//!
+//! This module is the format — the serde types, the translation from a checker path and the
+//! JSON file — which the conformance crate reads; [`render`] prints a trace for people.
 
 use crate::actor::{Choice, State, Timer, Wiring};
 use crate::config::Op;
@@ -19,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub mod render;
 
 /// A message with its endpoints (actor indices).
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
@@ -279,112 +284,18 @@ impl Trace {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// A human-readable rendering, one numbered step per line with the stores it changed.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut last = self.initial.clone();
-        for (i, step) in self.steps.iter().enumerate() {
-            let _ = writeln!(out, "{:>3}. {}", i + 1, describe(&step.event));
-            for e in &step.observed.sent {
-                if matches!(
-                    e.msg,
-                    Msg::PutOk { .. } | Msg::GetOk { .. } | Msg::Fail { .. }
-                ) {
-                    let _ = writeln!(
-                        out,
-                        "       server {} answers client {}: {}",
-                        e.from,
-                        e.to,
-                        show_msg(&e.msg)
-                    );
-                }
-            }
-            for r in &step.observed.replicas {
-                let before = last.iter().find(|l| l.node == r.node);
-                if before != Some(r) {
-                    let _ = writeln!(out, "       server {} now {}", r.node, show_replica(r));
-                }
-            }
-            last = step.observed.replicas.clone();
-        }
-        out
-    }
-}
-
-fn show_version(v: &Version) -> String {
-    let vals: Vec<String> = v
-        .values()
-        .iter()
-        .map(|x| {
-            format!(
-                "{}c{}#{}",
-                if x.tomb { "†" } else { "" },
-                usize::from(x.client),
-                x.seq
-            )
-        })
-        .collect();
-    format!("{{{}}} ctx {:?}", vals.join(", "), v.context())
-}
-
-fn show_replica(r: &Replica) -> String {
-    let mut parts: Vec<String> = r
-        .data
-        .iter()
-        .map(|(k, v)| format!("k{k}={}", show_version(v)))
-        .collect();
-    for (o, k, v) in &r.hints {
-        parts.push(format!("hint(for {o}) k{k}={}", show_version(v)));
-    }
-    if r.crashed {
-        parts.push("(down)".into());
-    }
-    parts.join("; ")
-}
-
-fn show_msg(m: &Msg) -> String {
-    match m {
-        Msg::Put { key, ctx, val, .. } => format!(
-            "{} k{key} value c{}#{} ctx {ctx:?}",
-            if val.tomb { "Delete" } else { "Put" },
-            usize::from(val.client),
-            val.seq
-        ),
-        Msg::Replicate {
-            key, version, hint, ..
-        } => format!(
-            "Replicate k{key} {}{}",
-            show_version(version),
-            hint.map(|h| format!(" hint for {h}")).unwrap_or_default()
-        ),
-        Msg::ReadReply { version, .. } => format!("ReadReply {}", show_version(version)),
-        Msg::Repair { key, version } => format!("Repair k{key} {}", show_version(version)),
-        Msg::Handoff { key, version } => format!("Handoff k{key} {}", show_version(version)),
-        Msg::Reap { key, version } => format!("Reap k{key} {}", show_version(version)),
-        Msg::GetOk { values, ctx, .. } => {
-            let vals: Vec<String> = values
-                .iter()
-                .map(|x| format!("c{}#{}", usize::from(x.client), x.seq))
-                .collect();
-            format!("GetOk {{{}}} ctx {ctx:?}", vals.join(", "))
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-fn describe(e: &Event) -> String {
-    match e {
-        Event::Request {
-            client,
-            coordinator,
-            msg,
-            ..
-        } => format!("client {client} → server {coordinator}: {}", show_msg(msg)),
-        Event::Deliver(env) => format!("deliver {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
-        Event::Drop(env) => format!("drop {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
-        Event::Timer { node, timer } => format!("timer {timer:?} fires at {node}"),
-        Event::Crash { node } => format!("server {node} crashes"),
-        Event::Recover { node } => format!("server {node} recovers"),
+    /// Writes the trace as JSON into `dir`, named after its configuration and property
+    /// (`<config>-<property>.json`, non-alphanumerics in the property replaced by `-`), and
+    /// returns the file's path.
+    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<PathBuf> {
+        let file = dir.join(format!(
+            "{}-{}.json",
+            self.config,
+            self.property
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        ));
+        std::fs::write(&file, self.to_json())?;
+        Ok(file)
     }
 }
 

@@ -1,0 +1,122 @@
+//! The human-readable rendering of a trace, as `check` prints a counterexample.
+//!
+//! Kept apart from the format ([`super`]) because the two change for different reasons: the
+//! JSON is a contract with the conformance crate, the rendering is for people and free to
+//! change. Each step is one numbered line; under it, the replies a server sent to clients and
+//! every server whose saved state changed (values as `c<client>#<seq>`, a tombstone marked †,
+//! with the clock's context).
+
+use super::{Event, Replica, Trace};
+use crate::msg::Msg;
+use crate::version::Version;
+use std::fmt::Write as _;
+
+impl Trace {
+    /// A human-readable rendering, one numbered step per line with the stores it changed.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut last = self.initial.clone();
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(out, "{:>3}. {}", i + 1, describe(&step.event));
+            for e in &step.observed.sent {
+                if matches!(
+                    e.msg,
+                    Msg::PutOk { .. } | Msg::GetOk { .. } | Msg::Fail { .. }
+                ) {
+                    let _ = writeln!(
+                        out,
+                        "       server {} answers client {}: {}",
+                        e.from,
+                        e.to,
+                        show_msg(&e.msg)
+                    );
+                }
+            }
+            for r in &step.observed.replicas {
+                let before = last.iter().find(|l| l.node == r.node);
+                if before != Some(r) {
+                    let _ = writeln!(out, "       server {} now {}", r.node, show_replica(r));
+                }
+            }
+            last = step.observed.replicas.clone();
+        }
+        out
+    }
+}
+
+fn show_version(v: &Version) -> String {
+    let vals: Vec<String> = v
+        .values()
+        .iter()
+        .map(|x| {
+            format!(
+                "{}c{}#{}",
+                if x.tomb { "†" } else { "" },
+                usize::from(x.client),
+                x.seq
+            )
+        })
+        .collect();
+    format!("{{{}}} ctx {:?}", vals.join(", "), v.context())
+}
+
+fn show_replica(r: &Replica) -> String {
+    let mut parts: Vec<String> = r
+        .data
+        .iter()
+        .map(|(k, v)| format!("k{k}={}", show_version(v)))
+        .collect();
+    for (o, k, v) in &r.hints {
+        parts.push(format!("hint(for {o}) k{k}={}", show_version(v)));
+    }
+    if r.crashed {
+        parts.push("(down)".into());
+    }
+    parts.join("; ")
+}
+
+fn show_msg(m: &Msg) -> String {
+    match m {
+        Msg::Put { key, ctx, val, .. } => format!(
+            "{} k{key} value c{}#{} ctx {ctx:?}",
+            if val.tomb { "Delete" } else { "Put" },
+            usize::from(val.client),
+            val.seq
+        ),
+        Msg::Replicate {
+            key, version, hint, ..
+        } => format!(
+            "Replicate k{key} {}{}",
+            show_version(version),
+            hint.map(|h| format!(" hint for {h}")).unwrap_or_default()
+        ),
+        Msg::ReadReply { version, .. } => format!("ReadReply {}", show_version(version)),
+        Msg::Repair { key, version } => format!("Repair k{key} {}", show_version(version)),
+        Msg::Handoff { key, version } => format!("Handoff k{key} {}", show_version(version)),
+        Msg::Reap { key, version } => format!("Reap k{key} {}", show_version(version)),
+        Msg::GetOk { values, ctx, .. } => {
+            let vals: Vec<String> = values
+                .iter()
+                .map(|x| format!("c{}#{}", usize::from(x.client), x.seq))
+                .collect();
+            format!("GetOk {{{}}} ctx {ctx:?}", vals.join(", "))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe(e: &Event) -> String {
+    match e {
+        Event::Request {
+            client,
+            coordinator,
+            msg,
+            ..
+        } => format!("client {client} → server {coordinator}: {}", show_msg(msg)),
+        Event::Deliver(env) => format!("deliver {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
+        Event::Drop(env) => format!("drop {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
+        Event::Timer { node, timer } => format!("timer {timer:?} fires at {node}"),
+        Event::Crash { node } => format!("server {node} crashes"),
+        Event::Recover { node } => format!("server {node} recovers"),
+    }
+}
