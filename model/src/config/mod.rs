@@ -12,6 +12,9 @@ use crate::version::Clock;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod overrides;
+pub use overrides::Overrides;
+
 /// One operation of a client's script.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub enum Op {
@@ -169,6 +172,55 @@ impl Config {
         keys.sort_unstable();
         keys.dedup();
         keys
+    }
+
+    /// A one-line summary: sizes, clock scheme, scripts, faults and features.
+    pub fn describe(&self) -> String {
+        let c = self;
+        let s = &c.settings;
+        let scripts: Vec<String> = c
+            .scripts
+            .iter()
+            .map(|o| o.iter().map(Op::to_string).collect::<Vec<_>>().join(","))
+            .collect();
+        let mut feats = vec![];
+        for (on, name) in [
+            (c.lossy, "lossy"),
+            (c.duplicating, "duplicating"),
+            (s.sloppy, "sloppy"),
+            (s.read_repair, "read-repair"),
+            (s.anti_entropy, "anti-entropy"),
+            (s.reap, "reap"),
+        ] {
+            if on {
+                feats.push(name.to_string());
+            }
+        }
+        if c.crashes > 0 {
+            feats.push(format!("crashes={}", c.crashes));
+        }
+        if s.lose > 0 {
+            feats.push(format!("lose={}", s.lose));
+        }
+        if let Some(m) = s.mutation {
+            feats.push(format!("MUTATION={m:?}"));
+        }
+        format!(
+            "{}: {} servers, N={} R={} W={}, clock {:?}, coordinators {}, clients [{}], {}",
+            c.name,
+            s.ring.servers,
+            s.ring.n,
+            s.r,
+            s.w,
+            s.clock,
+            s.coordinators,
+            scripts.join(" | "),
+            if feats.is_empty() {
+                "no faults".into()
+            } else {
+                feats.join(" ")
+            }
+        )
     }
 
     /// Checks the configuration is one the model supports.
