@@ -3,6 +3,8 @@
 
 mod common;
 
+use shoal::client::CONTEXT_HEADER;
+
 use common::Cluster;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -15,7 +17,7 @@ async fn malformed_requests_are_refused_with_a_reason_and_store_nothing() {
         (
             c.client
                 .put(url.clone())
-                .header("x-shoal-context", "%%%not-base64")
+                .header(CONTEXT_HEADER, "%%%not-base64")
                 .body("v"),
             400,
             "malformed X-Shoal-Context",
@@ -23,7 +25,7 @@ async fn malformed_requests_are_refused_with_a_reason_and_store_nothing() {
         (
             c.client
                 .put(url.clone())
-                .header("x-shoal-context", "AAAA")
+                .header(CONTEXT_HEADER, "AAAA")
                 .body("v"),
             400,
             "malformed X-Shoal-Context",

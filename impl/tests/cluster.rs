@@ -2,6 +2,8 @@
 
 mod common;
 
+use shoal::client::CONTEXT_HEADER;
+
 use common::Cluster;
 
 #[tokio::test]
@@ -60,7 +62,7 @@ async fn a_delete_answers_404_and_a_later_blind_put_is_not_hidden() {
     let resp = c
         .client
         .delete(url)
-        .header("x-shoal-context", ctx.expect("context"))
+        .header(CONTEXT_HEADER, ctx.expect("context"))
         .send()
         .await
         .expect("DELETE");

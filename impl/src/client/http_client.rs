@@ -118,10 +118,17 @@ impl Client {
             Err(_) if status == StatusCode::NOT_FOUND => Read::default(),
             Err(e) => return Err(e),
         };
-        if status == StatusCode::NOT_FOUND && !read.values.is_empty() {
-            let n = read.values.len();
+        // The status and the values must tell the same story (one value: 200; several: 300;
+        // none: 404), so a caller may rely on either.
+        let n = read.values.len();
+        let consistent = match status {
+            StatusCode::OK => n == 1,
+            StatusCode::MULTIPLE_CHOICES => n >= 2,
+            _ => n == 0,
+        };
+        if !consistent {
             return Err(ClientError::Malformed(format!(
-                "answered 404 yet listed {n} values"
+                "answered {status} yet listed {n} values"
             )));
         }
         Ok(Read {

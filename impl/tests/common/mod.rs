@@ -5,6 +5,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use shoal::client::Client;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -167,6 +168,12 @@ impl Cluster {
         format!("http://{}/kv/{key}", self.node(id).http)
     }
 
+    /// A client of node `id`, sharing the cluster's connection pool.
+    pub fn node_client(&mut self, id: u64) -> Client {
+        let http = self.client.clone();
+        Client::with_http(http, self.node(id).http.to_string())
+    }
+
     /// A blind or contextual PUT; returns (status, context header).
     pub async fn put(
         &mut self,
@@ -175,41 +182,33 @@ impl Cluster {
         value: &str,
         ctx: Option<&str>,
     ) -> (u16, Option<String>) {
-        let url = self.url(id, key);
-        let mut req = self.client.put(url).body(value.to_string());
-        if let Some(c) = ctx {
-            req = req.header("x-shoal-context", c);
+        let client = self.node_client(id);
+        match client.put(key, value.to_string(), ctx, None).await {
+            Ok(written) => (204, written.context),
+            Err(e) => (e.status().expect("an HTTP answer"), None),
         }
-        let resp = req.send().await.expect("PUT");
-        (resp.status().as_u16(), header(&resp, "x-shoal-context"))
     }
 
-    /// A GET with `Accept: application/json`; returns (status, values, context).
+    /// A read in the JSON form; returns (status, sorted values, context).
     pub async fn get(&mut self, id: u64, key: &str) -> (u16, Vec<String>, Option<String>) {
-        let url = self.url(id, key);
-        let resp = self
-            .client
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .expect("GET");
-        let status = resp.status().as_u16();
-        let ctx = header(&resp, "x-shoal-context");
-        let body = resp.text().await.expect("body");
-        let mut values = Vec::new();
-        if status == 200 || status == 300 || status == 404 {
-            let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
-            for v in json["values"].as_array().expect("values") {
-                use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(v.as_str().expect("string"))
-                    .expect("base64");
-                values.push(String::from_utf8(bytes).expect("utf8"));
+        let client = self.node_client(id);
+        match client.get(key, None).await {
+            Ok(read) => {
+                let status = match read.values.len() {
+                    0 => 404,
+                    1 => 200,
+                    _ => 300,
+                };
+                let mut values: Vec<String> = read
+                    .values
+                    .iter()
+                    .map(|v| String::from_utf8(v.to_vec()).expect("utf8"))
+                    .collect();
+                values.sort();
+                (status, values, read.context)
             }
-            values.sort();
+            Err(e) => (e.status().expect("an HTTP answer"), Vec::new(), None),
         }
-        (status, values, ctx)
     }
 }
 
