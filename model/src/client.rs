@@ -11,7 +11,7 @@
 use crate::actor::{Choice, Timer, Wiring};
 use crate::config::{Op, Settings};
 use crate::msg::Msg;
-use crate::value::{Ctx, Key, ReqId, Val};
+use crate::value::{Key, RequestId, Value, VersionVector};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{model_timeout, Id, Out};
 use stateright::{Rewrite, RewritePlan};
@@ -28,7 +28,7 @@ pub struct ClientState {
     /// Whether the current operation awaits its reply.
     pub waiting: bool,
     /// Per key, the context and values of the last get.
-    pub last: BTreeMap<Key, (Ctx, BTreeSet<Val>)>,
+    pub last: BTreeMap<Key, (VersionVector, BTreeSet<Value>)>,
 }
 
 impl ClientState {
@@ -43,8 +43,8 @@ impl ClientState {
     }
 
     /// The name of the current request.
-    pub fn req(&self, me: Id) -> ReqId {
-        ReqId {
+    pub fn req(&self, me: Id) -> RequestId {
+        RequestId {
             client: me,
             seq: self.next + 1,
         }
@@ -100,29 +100,30 @@ impl Client<'_> {
     /// The request the client sends for `op`.
     pub fn request(&self, s: &ClientState, me: Id, op: Op) -> Msg {
         let req = s.req(me);
-        let write = |key: Key, ctx: Ctx, seen: BTreeSet<Val>, tomb: bool| Msg::Put {
-            req,
-            key,
-            ctx,
-            val: Val {
-                client: me,
-                seq: req.seq,
+        let write =
+            |key: Key, context: VersionVector, seen: BTreeSet<Value>, tomb: bool| Msg::Put {
+                req,
                 key,
-                tomb,
-            },
-            seen,
-        };
+                context,
+                value: Value {
+                    client: me,
+                    seq: req.seq,
+                    key,
+                    tomb,
+                },
+                seen,
+            };
         let last = |key: Key| s.last.get(&key).cloned().unwrap_or_default();
         match op {
             Op::Get(key) => Msg::Get { req, key },
             Op::Put(key) => {
-                let (ctx, seen) = last(key);
-                write(key, ctx, seen, false)
+                let (context, seen) = last(key);
+                write(key, context, seen, false)
             }
-            Op::Blind(key) => write(key, Ctx::new(), BTreeSet::new(), false),
+            Op::Blind(key) => write(key, VersionVector::new(), BTreeSet::new(), false),
             Op::Delete(key) => {
-                let (ctx, seen) = last(key);
-                write(key, ctx, seen, true)
+                let (context, seen) = last(key);
+                write(key, context, seen, true)
             }
         }
     }
@@ -162,8 +163,14 @@ impl Client<'_> {
         if !st.waiting || reply_to != current {
             return;
         }
-        if let (Msg::GetOk { values, ctx, .. }, Some(op)) = (msg, st.current()) {
-            st.to_mut().last.insert(op.key(), (ctx, values));
+        if let (
+            Msg::GetOk {
+                values, context, ..
+            },
+            Some(op),
+        ) = (msg, st.current())
+        {
+            st.to_mut().last.insert(op.key(), (context, values));
         }
         self.advance(st, o);
     }
@@ -196,17 +203,17 @@ mod tests {
         let s = c.start(&[Op::Get(0), Op::Put(0), Op::Blind(0)], &mut o);
         let mut st = Cow::Borrowed(&s);
         c.on_choice(&mut st, me, Id::from(1), &mut Out::new());
-        let seen = Val {
+        let seen = Value {
             client: Id::from(6),
             seq: 1,
             key: 0,
             tomb: false,
         };
-        let ctx = Ctx::from([(1, 1)]);
+        let context = VersionVector::from([(1, 1)]);
         let reply = Msg::GetOk {
             req: st.req(me),
             values: BTreeSet::from([seen]),
-            ctx: ctx.clone(),
+            context: context.clone(),
         };
         c.on_msg(&mut st, me, reply.clone(), &mut Out::new());
         assert_eq!(st.next, 1);
@@ -214,17 +221,17 @@ mod tests {
         assert_eq!(st.next, 1, "a duplicated reply is ignored");
         match c.request(&st, me, Op::Put(0)) {
             Msg::Put {
-                ctx: c2,
+                context: c2,
                 seen: s2,
                 req,
                 ..
             } => {
-                assert_eq!((c2, s2, req.seq), (ctx, BTreeSet::from([seen]), 2));
+                assert_eq!((c2, s2, req.seq), (context, BTreeSet::from([seen]), 2));
             }
             other => panic!("{other:?}"),
         }
         match c.request(&st, me, Op::Blind(0)) {
-            Msg::Put { ctx, seen, .. } => assert!(ctx.is_empty() && seen.is_empty()),
+            Msg::Put { context, seen, .. } => assert!(context.is_empty() && seen.is_empty()),
             other => panic!("{other:?}"),
         }
     }

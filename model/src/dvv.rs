@@ -11,9 +11,9 @@
 //!
 //! - `sync(a, b)` keeps a sibling of either side unless the other side covers its dot without
 //!   holding it (then it was superseded there); the vectors are joined pointwise.
-//! - `update(local, ctx, node, v)` is a coordinator's put: siblings covered by the client's
-//!   context `ctx` are replaced, the others stay as concurrent, and `v` gets the next dot of
-//!   `node` — larger than any counter of `node` that `local` or `ctx` has seen.
+//! - `update(local, context, node, v)` is a coordinator's put: siblings covered by the
+//!   client's `context` are replaced, the others stay as concurrent, and `v` gets the next dot
+//!   of `node` — larger than any counter of `node` that `local` or `context` has seen.
 //! - `less(a, b)`: `a`'s causal context is covered by `b`'s and differs.
 //!
 //! The classic scheme (`Classic`) is Dynamo's (DeCandia et al. 2007, §4.4) as Riak used it
@@ -23,22 +23,24 @@
 //! through one coordinator with the same context get comparable clocks for concurrent writes,
 //! so one write silently replaces the other: the lost update the checker must find.
 
-use crate::value::{Ctx, Val};
+use crate::value::{Value, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A server index on the ring; dots and clock entries are indexed by it.
-pub type Node = u8;
-/// The identity of one write event: the coordinator that created it and its counter there.
-pub type Dot = (Node, u8);
+/// A server, by its index on the ring: the actor of the dots it creates, and the index of
+/// version vector entries.
+pub type NodeId = u8;
+/// A dot `(actor, counter)`: the identity of one write event, the coordinator that created it
+/// and its counter there.
+pub type Dot = (NodeId, u8);
 
 /// Whether the version vector `vv` covers `dot`.
-pub fn covers(vv: &Ctx, dot: Dot) -> bool {
+pub fn covers(vv: &VersionVector, dot: Dot) -> bool {
     vv.get(&dot.0).is_some_and(|&n| n >= dot.1)
 }
 
 /// Pointwise maximum of two version vectors.
-pub fn join(a: &Ctx, b: &Ctx) -> Ctx {
+pub fn join(a: &VersionVector, b: &VersionVector) -> VersionVector {
     let mut out = a.clone();
     for (&n, &c) in b {
         let e = out.entry(n).or_insert(0);
@@ -48,7 +50,7 @@ pub fn join(a: &Ctx, b: &Ctx) -> Ctx {
 }
 
 /// Whether every entry of `a` is at most the entry of `b` (`a` happened before or equals `b`).
-pub fn leq(a: &Ctx, b: &Ctx) -> bool {
+pub fn leq(a: &VersionVector, b: &VersionVector) -> bool {
     a.iter().all(|(n, &c)| b.get(n).is_some_and(|&d| d >= c))
 }
 
@@ -56,10 +58,10 @@ pub fn leq(a: &Ctx, b: &Ctx) -> bool {
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct DvvSet {
     /// Causal context: for each node, the largest counter of its writes that this set has seen.
-    pub vv: Ctx,
+    pub vv: VersionVector,
     /// The concurrent values, each tagged by the dot of the write that created it.
     #[serde(with = "crate::pairs")]
-    pub siblings: BTreeMap<Dot, Val>,
+    pub siblings: BTreeMap<Dot, Value>,
 }
 
 impl DvvSet {
@@ -72,7 +74,7 @@ impl DvvSet {
                 .map(|(d, v)| (*d, *v))
                 .collect::<Vec<_>>()
         };
-        let mut siblings: BTreeMap<Dot, Val> = keep(self, other).into_iter().collect();
+        let mut siblings: BTreeMap<Dot, Value> = keep(self, other).into_iter().collect();
         siblings.extend(keep(other, self));
         DvvSet {
             vv: join(&self.vv, &other.vv),
@@ -80,29 +82,29 @@ impl DvvSet {
         }
     }
 
-    /// A coordinator's put of `val` with the client's context `ctx` at `node`.
-    pub fn update(&self, ctx: &Ctx, node: Node, val: Val) -> DvvSet {
+    /// A coordinator's put of `value` with the client's `context` at `node`.
+    pub fn update(&self, context: &VersionVector, node: NodeId, value: Value) -> DvvSet {
         let seen = self
             .vv
             .get(&node)
             .copied()
             .unwrap_or(0)
-            .max(ctx.get(&node).copied().unwrap_or(0));
+            .max(context.get(&node).copied().unwrap_or(0));
         let dot = (node, seen + 1);
-        let mut siblings: BTreeMap<Dot, Val> = self
+        let mut siblings: BTreeMap<Dot, Value> = self
             .siblings
             .iter()
-            .filter(|(d, _)| !covers(ctx, **d))
+            .filter(|(d, _)| !covers(context, **d))
             .map(|(d, v)| (*d, *v))
             .collect();
-        siblings.insert(dot, val);
-        let mut vv = join(&self.vv, ctx);
+        siblings.insert(dot, value);
+        let mut vv = join(&self.vv, context);
         vv.insert(node, dot.1);
         DvvSet { vv, siblings }
     }
 
     /// The context handed to a client: the causal context, which covers every sibling.
-    pub fn context(&self) -> Ctx {
+    pub fn context(&self) -> VersionVector {
         self.vv.clone()
     }
 
@@ -120,17 +122,17 @@ impl DvvSet {
     }
 }
 
-/// Dynamo's original versions: each sibling with its own vector clock.
+/// Dynamo's original clocks: each sibling with its own vector clock.
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct Classic {
     /// The siblings, each with the vector clock the coordinator gave it.
     #[serde(with = "crate::pairs")]
-    pub siblings: BTreeMap<Val, Ctx>,
+    pub siblings: BTreeMap<Value, VersionVector>,
 }
 
 impl Classic {
     /// Keeps every sibling that no other sibling's clock strictly dominates.
-    fn prune(all: BTreeMap<Val, Ctx>) -> Classic {
+    fn prune(all: BTreeMap<Value, VersionVector>) -> Classic {
         let siblings = all
             .iter()
             .filter(|(_, c)| !all.values().any(|d| leq(c, d) && *c != d))
@@ -147,29 +149,32 @@ impl Classic {
     }
 
     /// A coordinator's put: the context incremented at `node`, past anything stored locally.
-    pub fn update(&self, ctx: &Ctx, node: Node, val: Val) -> Classic {
+    pub fn update(&self, context: &VersionVector, node: NodeId, value: Value) -> Classic {
         let local = self
             .siblings
             .values()
             .filter_map(|c| c.get(&node).copied())
             .max()
             .unwrap_or(0);
-        let mut clock = ctx.clone();
-        clock.insert(node, local.max(ctx.get(&node).copied().unwrap_or(0)) + 1);
+        let mut clock = context.clone();
+        clock.insert(
+            node,
+            local.max(context.get(&node).copied().unwrap_or(0)) + 1,
+        );
         let mut all = self.siblings.clone();
-        all.insert(val, clock);
+        all.insert(value, clock);
         Classic::prune(all)
     }
 
     /// The context handed to a client: the join of the siblings' clocks.
-    pub fn context(&self) -> Ctx {
+    pub fn context(&self) -> VersionVector {
         self.siblings
             .values()
-            .fold(Ctx::new(), |acc, c| join(&acc, c))
+            .fold(VersionVector::new(), |acc, c| join(&acc, c))
     }
 
     /// The sibling values.
-    pub fn values(&self) -> BTreeSet<Val> {
+    pub fn values(&self) -> BTreeSet<Value> {
         self.siblings.keys().copied().collect()
     }
 }
@@ -179,8 +184,8 @@ mod tests {
     use super::*;
     use stateright::actor::Id;
 
-    fn val(client: usize, seq: u8) -> Val {
-        Val {
+    fn value(client: usize, seq: u8) -> Value {
+        Value {
             client: Id::from(client),
             seq,
             key: 0,
@@ -191,30 +196,30 @@ mod tests {
     #[test]
     fn concurrent_puts_through_one_coordinator_become_siblings() {
         let empty = DvvSet::default();
-        let a = empty.update(&Ctx::new(), 0, val(5, 1));
-        let b = a.update(&Ctx::new(), 0, val(6, 1));
+        let a = empty.update(&VersionVector::new(), 0, value(5, 1));
+        let b = a.update(&VersionVector::new(), 0, value(6, 1));
         assert_eq!(b.siblings.len(), 2);
-        assert_eq!(b.vv, Ctx::from([(0, 2)]));
+        assert_eq!(b.vv, VersionVector::from([(0, 2)]));
     }
 
     #[test]
     fn put_with_context_replaces_exactly_what_it_covers() {
-        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
-        let ctx = a.context();
-        let b = a.update(&Ctx::new(), 1, val(6, 1));
-        let c = b.update(&ctx, 1, val(5, 2));
-        let vals: Vec<Val> = c.siblings.values().copied().collect();
-        assert_eq!(vals, vec![val(6, 1), val(5, 2)]);
+        let a = DvvSet::default().update(&VersionVector::new(), 0, value(5, 1));
+        let context = a.context();
+        let b = a.update(&VersionVector::new(), 1, value(6, 1));
+        let c = b.update(&context, 1, value(5, 2));
+        let vals: Vec<Value> = c.siblings.values().copied().collect();
+        assert_eq!(vals, vec![value(6, 1), value(5, 2)]);
     }
 
     #[test]
     fn sync_drops_superseded_and_keeps_concurrent() {
-        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
-        let newer = a.update(&a.context(), 0, val(5, 2));
-        let other = DvvSet::default().update(&Ctx::new(), 1, val(6, 1));
+        let a = DvvSet::default().update(&VersionVector::new(), 0, value(5, 1));
+        let newer = a.update(&a.context(), 0, value(5, 2));
+        let other = DvvSet::default().update(&VersionVector::new(), 1, value(6, 1));
         let merged = a.sync(&newer).sync(&other);
         assert_eq!(merged.siblings.len(), 2);
-        assert!(!merged.siblings.values().any(|v| *v == val(5, 1)));
+        assert!(!merged.siblings.values().any(|v| *v == value(5, 1)));
         assert_eq!(
             merged,
             other.sync(&newer).sync(&a),
@@ -226,17 +231,17 @@ mod tests {
 
     #[test]
     fn a_reaped_set_still_shadows_what_it_deleted() {
-        let a = DvvSet::default().update(&Ctx::new(), 0, val(5, 1));
+        let a = DvvSet::default().update(&VersionVector::new(), 0, value(5, 1));
         let reaped = a.reaped();
         assert_eq!(a.sync(&reaped), reaped);
     }
 
     #[test]
     fn classic_clock_loses_a_concurrent_write_through_one_coordinator() {
-        let a = Classic::default().update(&Ctx::new(), 0, val(5, 1));
-        let b = a.update(&Ctx::new(), 0, val(6, 1));
-        assert_eq!(b.values(), BTreeSet::from([val(6, 1)]));
-        let c = Classic::default().update(&Ctx::new(), 1, val(6, 1));
+        let a = Classic::default().update(&VersionVector::new(), 0, value(5, 1));
+        let b = a.update(&VersionVector::new(), 0, value(6, 1));
+        assert_eq!(b.values(), BTreeSet::from([value(6, 1)]));
+        let c = Classic::default().update(&VersionVector::new(), 1, value(6, 1));
         assert_eq!(
             a.sync(&c).values().len(),
             2,

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::msg::Msg;
-use crate::value::{Key, ReqId, Val};
+use crate::value::{Key, RequestId, Value};
 use serde::Serialize;
 use stateright::actor::{Envelope, Id};
 use stateright::{Rewrite, RewritePlan};
@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct History {
     /// Every write issued, with the values its context was read from (what it supersedes).
     #[serde(serialize_with = "crate::pairs::serialize")]
-    pub writes: BTreeMap<Val, BTreeSet<Val>>,
+    pub writes: BTreeMap<Value, BTreeSet<Value>>,
     /// Writes whose coordinator sent `PutOk`.
-    pub acked: BTreeSet<Val>,
+    pub acked: BTreeSet<Value>,
     /// Tombstones reaped somewhere: they still supersede what they deleted.
-    pub reaped: BTreeSet<Val>,
+    pub reaped: BTreeSet<Value>,
     /// For gets in progress (strict-quorum configurations only): the writes to the key that
     /// were acknowledged when the get was sent.
     #[serde(serialize_with = "crate::pairs::serialize")]
-    pub get_starts: BTreeMap<ReqId, BTreeSet<Val>>,
+    pub get_starts: BTreeMap<RequestId, BTreeSet<Value>>,
     /// A get returned neither an earlier acknowledged write nor a successor of it.
     pub stale_read: bool,
     /// A hint reached its owner.
@@ -61,9 +61,9 @@ impl Rewrite<Id> for History {
 impl History {
     /// Everything `live` supersedes, transitively, plus the reaped tombstones and all they
     /// superseded (a reaped tombstone was deliberately removed once all replicas held it).
-    pub fn superseded_by(&self, live: &BTreeSet<Val>) -> BTreeSet<Val> {
+    pub fn superseded_by(&self, live: &BTreeSet<Value>) -> BTreeSet<Value> {
         let mut out = self.reaped.clone();
-        let mut todo: Vec<Val> = live.iter().chain(&self.reaped).copied().collect();
+        let mut todo: Vec<Value> = live.iter().chain(&self.reaped).copied().collect();
         while let Some(v) = todo.pop() {
             for s in self.writes.get(&v).into_iter().flatten() {
                 if out.insert(*s) {
@@ -75,7 +75,7 @@ impl History {
     }
 
     /// Whether `a` is in the causal past of `b` by the clients' contexts.
-    pub fn precedes(&self, a: Val, b: Val) -> bool {
+    pub fn precedes(&self, a: Value, b: Value) -> bool {
         let mut todo = vec![b];
         let mut seen = BTreeSet::new();
         while let Some(v) = todo.pop() {
@@ -91,7 +91,7 @@ impl History {
         false
     }
 
-    fn acked_on(&self, key: Key) -> BTreeSet<Val> {
+    fn acked_on(&self, key: Key) -> BTreeSet<Value> {
         self.acked
             .iter()
             .filter(|v| v.key == key)
@@ -99,7 +99,7 @@ impl History {
             .collect()
     }
 
-    fn write_of(&self, req: ReqId) -> Option<Val> {
+    fn write_of(&self, req: RequestId) -> Option<Value> {
         self.writes
             .keys()
             .find(|v| v.client == req.client && v.seq == req.seq)
@@ -110,9 +110,9 @@ impl History {
 /// Records a message as it is sent.
 pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
-        Msg::Put { val, seen, .. } if !h.writes.contains_key(val) => {
+        Msg::Put { value, seen, .. } if !h.writes.contains_key(value) => {
             let mut h = h.clone();
-            h.writes.insert(*val, seen.clone());
+            h.writes.insert(*value, seen.clone());
             Some(h)
         }
         Msg::Get { req, key } if cfg.strict_quorum() => {
@@ -121,12 +121,12 @@ pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
             Some(h)
         }
         Msg::PutOk { req } => {
-            let val = h.write_of(*req)?;
-            if h.acked.contains(&val) {
+            let value = h.write_of(*req)?;
+            if h.acked.contains(&value) {
                 return None;
             }
             let mut h = h.clone();
-            h.acked.insert(val);
+            h.acked.insert(value);
             Some(h)
         }
         Msg::Fail { put: true, .. } if !h.put_failed => Some(History {
@@ -161,8 +161,8 @@ pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
             repaired: true,
             ..h.clone()
         }),
-        Msg::Reap { version, .. } => {
-            let new: BTreeSet<Val> = version.values().difference(&h.reaped).copied().collect();
+        Msg::Reap { clock, .. } => {
+            let new: BTreeSet<Value> = clock.values().difference(&h.reaped).copied().collect();
             if new.is_empty() {
                 return None;
             }
@@ -178,8 +178,8 @@ pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
 mod tests {
     use super::*;
 
-    fn v(seq: u8) -> Val {
-        Val {
+    fn v(seq: u8) -> Value {
+        Value {
             client: Id::from(9),
             seq,
             key: 0,

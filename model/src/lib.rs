@@ -8,14 +8,24 @@
 //! that may suspect anyone. It is small and plain on purpose (ordered maps, no optimisation)
 //! and shares no code with the node (`impl/`); the conformance crate replays its traces.
 //!
-//! Map: [`dvv`] the clocks, [`ring`] placement, [`server`] and [`client`] the actors,
-//! [`history`] the ghost variables, [`properties`] what is checked, [`config`] the named
-//! configurations, [`model`] the assembly, [`check`] the run, [`trace`] the exported steps.
+//! Map: [`value`] values and requests, [`dvv`] the DVVSet and the classic vector clock,
+//! [`clock`] a key's clock under either scheme, [`ring`] placement, [`msg`] the messages,
+//! [`server`] and [`client`] the actors, [`history`] the ghost variables, [`properties`] what
+//! is checked, [`config`] the named configurations and their overrides, [`model`] the
+//! assembly, [`check`] the run, [`trace`] the exported steps and their rendering.
+//!
+//! Vocabulary, shared with the node: a *value* is one write's content (data or a tombstone);
+//! a *dot* `(actor, counter)` names one write, the actor being a server ([`dvv::NodeId`]); a
+//! *version vector* is a causal history, and the *context* a client carries is one; a *clock*
+//! is a key's DVVSet (version vector and dotted siblings) or, in the classic scheme, its
+//! siblings with per-sibling vector clocks; a *request* is named by a
+//! [`value::RequestId`].
 #![deny(unsafe_code, missing_docs)]
 
 pub mod actor;
 pub mod check;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod dvv;
 pub mod history;
@@ -28,4 +38,3 @@ pub mod ring;
 pub mod server;
 pub mod trace;
 pub mod value;
-pub mod version;

@@ -4,7 +4,7 @@
 //! shoal-model list
 //! shoal-model check <config> [--servers S] [--n N] [--r R] [--w W] [--ops get0,put0 ...]
 //!                            [--lossy] [--duplicating] [--crashes C] [--sloppy] [--read-repair]
-//!                            [--anti-entropy] [--reap] [--lose L] [--clock dvv|classic] [--mutation M]
+//!                            [--anti-entropy] [--reap] [--lose L] [--scheme dvv|classic] [--mutation M]
 //!                            [--threads T] [--traces DIR]
 //! shoal-model explore <config> [--addr 127.0.0.1:3000] [same flags]
 //! ```

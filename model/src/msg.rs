@@ -1,13 +1,13 @@
 //! The messages of the protocol: client requests and replies, and server-to-server traffic.
 //!
-//! Messages carry whole versions, never deltas, so that a duplicated or reordered message is
+//! Messages carry whole clocks, never deltas, so that a duplicated or reordered message is
 //! harmless: every receiver merges with `sync`, which is idempotent, commutative and
 //! associative. The only field that is not protocol is `Put::seen`, a ghost the properties use
 //! (the values the client's context was read from); no server ever looks at it.
 
-use crate::dvv::Node;
-use crate::value::{Ctx, Key, ReqId, Val};
-use crate::version::Version;
+use crate::clock::Clock;
+use crate::dvv::NodeId;
+use crate::value::{Key, RequestId, Value, VersionVector};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use stateright::{Rewrite, RewritePlan};
@@ -19,111 +19,111 @@ pub enum Msg {
     /// Client → coordinator: read `key`.
     Get {
         /// The request.
-        req: ReqId,
+        req: RequestId,
         /// The key.
         key: Key,
     },
-    /// Client → coordinator: write `val` (a tombstone for a delete) superseding what `ctx`
-    /// covers; an empty `ctx` is a blind write.
+    /// Client → coordinator: write `value` (a tombstone for a delete) superseding what
+    /// `context` covers; an empty `context` is a blind write.
     Put {
         /// The request.
-        req: ReqId,
+        req: RequestId,
         /// The key.
         key: Key,
         /// The context of the client's last get of `key` (empty: blind).
-        ctx: Ctx,
+        context: VersionVector,
         /// The value written.
-        val: Val,
+        value: Value,
         /// Ghost: the values the client's last get returned, i.e. what it means to supersede.
-        seen: BTreeSet<Val>,
+        seen: BTreeSet<Value>,
     },
     /// Coordinator → client: the merged siblings (tombstones included) and their context.
     GetOk {
         /// The request answered.
-        req: ReqId,
+        req: RequestId,
         /// The siblings; none, or only tombstones, means not found.
-        values: BTreeSet<Val>,
+        values: BTreeSet<Value>,
         /// The opaque context for a following put.
-        ctx: Ctx,
+        context: VersionVector,
     },
     /// Coordinator → client: the put is stored durably on `W` replicas.
     PutOk {
         /// The request answered.
-        req: ReqId,
+        req: RequestId,
     },
     /// Coordinator → client: too few replicas answered in time (HTTP 503).
     Fail {
         /// The request answered.
-        req: ReqId,
+        req: RequestId,
         /// Whether it was a put or delete (else a get).
         put: bool,
     },
-    /// Coordinator → replica: send your version of `key`.
+    /// Coordinator → replica: send your clock of `key`.
     Read {
         /// The client request being coordinated.
-        req: ReqId,
+        req: RequestId,
         /// The key.
         key: Key,
     },
-    /// Replica → coordinator: my version of the key (empty when absent).
+    /// Replica → coordinator: my clock of the key (empty when absent).
     ReadReply {
         /// The client request being coordinated.
-        req: ReqId,
-        /// The replica's version.
-        version: Version,
+        req: RequestId,
+        /// The replica's clock.
+        clock: Clock,
     },
-    /// Coordinator → replica (or fallback with a hint): store this version durably.
+    /// Coordinator → replica (or fallback with a hint): store this clock durably.
     Replicate {
         /// The client request being coordinated.
-        req: ReqId,
+        req: RequestId,
         /// The key.
         key: Key,
-        /// The coordinator's version after the put.
-        version: Version,
+        /// The coordinator's clock after the put.
+        clock: Clock,
         /// The intended owner when sent to a fallback (sloppy quorum).
-        hint: Option<Node>,
+        hint: Option<NodeId>,
     },
     /// Replica → coordinator: stored durably.
     ReplicateAck {
         /// The client request being coordinated.
-        req: ReqId,
+        req: RequestId,
     },
-    /// Get coordinator → stale replica: merge the newer version (read repair).
+    /// Get coordinator → stale replica: merge the newer clock (read repair).
     Repair {
         /// The key.
         key: Key,
-        /// The merged version the get returned.
-        version: Version,
+        /// The merged clock the get returned.
+        clock: Clock,
     },
-    /// Hint holder → owner: the version held for you while you were suspected.
+    /// Hint holder → owner: the clock held for you while you were suspected.
     Handoff {
         /// The key.
         key: Key,
-        /// The hinted version.
-        version: Version,
+        /// The hinted clock.
+        clock: Clock,
     },
     /// Owner → hint holder: stored; drop the hint if it is unchanged.
     HandoffAck {
         /// The key.
         key: Key,
-        /// The hinted version that was stored.
-        version: Version,
+        /// The hinted clock that was stored.
+        clock: Clock,
     },
-    /// Replica → replica: my versions of the keys we share (anti-entropy exchange).
+    /// Replica → replica: my clocks of the keys we share (anti-entropy exchange).
     Sync {
-        /// The sender's version of each shared key it holds.
-        entries: BTreeMap<Key, Version>,
+        /// The sender's clock of each shared key it holds.
+        entries: BTreeMap<Key, Clock>,
     },
     /// Delete coordinator → replicas: all N hold this tombstone; reap it if still current.
     Reap {
         /// The key.
         key: Key,
-        /// The tombstone-only version all N replicas acknowledged.
-        version: Version,
+        /// The tombstone-only clock all N replicas acknowledged.
+        clock: Clock,
     },
 }
 
-fn rw<S>(v: &Version, plan: &RewritePlan<Id, S>) -> Version {
+fn rw<S>(v: &Clock, plan: &RewritePlan<Id, S>) -> Clock {
     v.rewrite(plan)
 }
 
@@ -137,20 +137,24 @@ impl Rewrite<Id> for Msg {
             Msg::Put {
                 req,
                 key,
-                ctx,
-                val,
+                context,
+                value,
                 seen,
             } => Msg::Put {
                 req: req.rewrite(plan),
                 key: *key,
-                ctx: ctx.clone(),
-                val: val.rewrite(plan),
+                context: context.clone(),
+                value: value.rewrite(plan),
                 seen: seen.rewrite(plan),
             },
-            Msg::GetOk { req, values, ctx } => Msg::GetOk {
+            Msg::GetOk {
+                req,
+                values,
+                context,
+            } => Msg::GetOk {
                 req: req.rewrite(plan),
                 values: values.rewrite(plan),
-                ctx: ctx.clone(),
+                context: context.clone(),
             },
             Msg::PutOk { req } => Msg::PutOk {
                 req: req.rewrite(plan),
@@ -163,61 +167,61 @@ impl Rewrite<Id> for Msg {
                 req: req.rewrite(plan),
                 key: *key,
             },
-            Msg::ReadReply { req, version } => Msg::ReadReply {
+            Msg::ReadReply { req, clock } => Msg::ReadReply {
                 req: req.rewrite(plan),
-                version: rw(version, plan),
+                clock: rw(clock, plan),
             },
             Msg::Replicate {
                 req,
                 key,
-                version,
+                clock,
                 hint,
             } => Msg::Replicate {
                 req: req.rewrite(plan),
                 key: *key,
-                version: rw(version, plan),
+                clock: rw(clock, plan),
                 hint: *hint,
             },
             Msg::ReplicateAck { req } => Msg::ReplicateAck {
                 req: req.rewrite(plan),
             },
-            Msg::Repair { key, version } => Msg::Repair {
+            Msg::Repair { key, clock } => Msg::Repair {
                 key: *key,
-                version: rw(version, plan),
+                clock: rw(clock, plan),
             },
-            Msg::Handoff { key, version } => Msg::Handoff {
+            Msg::Handoff { key, clock } => Msg::Handoff {
                 key: *key,
-                version: rw(version, plan),
+                clock: rw(clock, plan),
             },
-            Msg::HandoffAck { key, version } => Msg::HandoffAck {
+            Msg::HandoffAck { key, clock } => Msg::HandoffAck {
                 key: *key,
-                version: rw(version, plan),
+                clock: rw(clock, plan),
             },
             Msg::Sync { entries } => Msg::Sync {
                 entries: entries.iter().map(|(k, v)| (*k, rw(v, plan))).collect(),
             },
-            Msg::Reap { key, version } => Msg::Reap {
+            Msg::Reap { key, clock } => Msg::Reap {
                 key: *key,
-                version: rw(version, plan),
+                clock: rw(clock, plan),
             },
         }
     }
 }
 
 impl Msg {
-    /// The version this message carries to be stored: in flight, it counts as a copy. A
+    /// The clock this message carries to be stored: in flight, it counts as a copy. A
     /// `ReadReply` does not: it is stored nowhere unless read repair writes the merge back.
-    pub fn carried(&self) -> Option<&Version> {
+    pub fn carried(&self) -> Option<&Clock> {
         match self {
-            Msg::Replicate { version, .. }
-            | Msg::Repair { version, .. }
-            | Msg::Handoff { version, .. } => Some(version),
+            Msg::Replicate { clock, .. }
+            | Msg::Repair { clock, .. }
+            | Msg::Handoff { clock, .. } => Some(clock),
             _ => None,
         }
     }
 
-    /// All versions the message carries to be stored, anti-entropy's several included.
-    pub fn carried_all(&self) -> Vec<&Version> {
+    /// All clocks the message carries to be stored, anti-entropy's several included.
+    pub fn carried_all(&self) -> Vec<&Clock> {
         match self {
             Msg::Sync { entries } => entries.values().collect(),
             _ => self.carried().into_iter().collect(),

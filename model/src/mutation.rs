@@ -19,7 +19,7 @@ pub enum Mutation {
     DropHintsOnRecovery,
     /// The coordinator counts acknowledgements, not distinct replicas: a duplicate counts twice.
     CountDuplicateAcks,
-    /// A replica replaces its version with an incoming one instead of merging.
+    /// A replica replaces its clock with an incoming one instead of merging.
     OverwriteOnReplicate,
     /// Reaping forgets the key's causal context along with the tombstone.
     ReapForgetsContext,

@@ -9,11 +9,11 @@
 //! is spent.
 
 use crate::actor::{State, Wiring};
+use crate::clock::{Clock, Scheme};
 use crate::history::History;
 use crate::model::ShoalModel;
 use crate::server::Store;
-use crate::value::Val;
-use crate::version::{Clock, Version};
+use crate::value::Value;
 use stateright::actor::{ActorModelAction, ActorModelState};
 use stateright::{Expectation, Model};
 use std::collections::BTreeSet;
@@ -43,9 +43,9 @@ pub fn stores(state: &SysState) -> Vec<&Store> {
         .collect()
 }
 
-/// Every version held by a replica, a hint or a server-to-server message in flight (or
+/// Every clock held by a replica, a hint or a server-to-server message in flight (or
 /// received and held undecided, see `lose`).
-fn copies(state: &SysState) -> Vec<&Version> {
+fn copies(state: &SysState) -> Vec<&Clock> {
     let mut out = Vec::new();
     for s in stores(state) {
         out.extend(s.data.values());
@@ -70,7 +70,7 @@ pub fn no_lost_write(_: &ShoalModel, state: &SysState) -> bool {
     if state.history.acked.is_empty() {
         return true;
     }
-    let live: BTreeSet<Val> = copies(state).iter().flat_map(|v| v.values()).collect();
+    let live: BTreeSet<Value> = copies(state).iter().flat_map(|v| v.values()).collect();
     if state.history.acked.is_subset(&live) {
         return true;
     }
@@ -86,7 +86,7 @@ pub fn no_lost_write(_: &ShoalModel, state: &SysState) -> bool {
 pub fn siblings_concurrent(_: &ShoalModel, state: &SysState) -> bool {
     let h = &state.history;
     copies(state).iter().all(|v| {
-        let vals: Vec<Val> = v.values().into_iter().collect();
+        let vals: Vec<Value> = v.values().into_iter().collect();
         if vals.len() < 2 {
             return true;
         }
@@ -112,11 +112,11 @@ pub fn read_your_acked_writes(_: &ShoalModel, state: &SysState) -> bool {
 }
 
 /// The largest set of pairwise-concurrent writes among `writes` (brute force: sets are tiny).
-fn width(h: &History, writes: &[Val]) -> usize {
+fn width(h: &History, writes: &[Value]) -> usize {
     let n = writes.len().min(16);
     (0u32..(1 << n))
         .filter(|mask| {
-            let chosen: Vec<Val> = (0..n)
+            let chosen: Vec<Value> = (0..n)
                 .filter(|i| mask & (1 << i) != 0)
                 .map(|i| writes[i])
                 .collect();
@@ -140,7 +140,7 @@ pub fn siblings_bounded(_: &ShoalModel, state: &SysState) -> bool {
         let Some(key) = vals.iter().next().map(|x| x.key) else {
             return true;
         };
-        let writes: Vec<Val> = h.writes.keys().filter(|w| w.key == key).copied().collect();
+        let writes: Vec<Value> = h.writes.keys().filter(|w| w.key == key).copied().collect();
         vals.iter().all(|x| h.writes.contains_key(x)) && vals.len() <= width(h, &writes)
     })
 }
@@ -164,20 +164,20 @@ pub fn quiescent(model: &ShoalModel, state: &SysState) -> bool {
         })
 }
 
-/// All replicas of every key hold the same version and no hint is left.
+/// All replicas of every key hold the same clock and no hint is left.
 pub fn converged(model: &ShoalModel, state: &SysState) -> bool {
     let cfg = &model.cfg;
     let ring = cfg.settings.ring;
     let stores = stores(state);
-    let empty = Version::empty(cfg.settings.clock);
+    let empty = Clock::empty(cfg.settings.scheme);
     stores.iter().all(|s| s.hints.is_empty())
         && cfg.keys().into_iter().all(|k| {
-            let versions: Vec<&Version> = ring
+            let clocks: Vec<&Clock> = ring
                 .preference(k)
                 .into_iter()
                 .map(|n| stores[usize::from(n)].data.get(&k).unwrap_or(&empty))
                 .collect();
-            versions.windows(2).all(|w| w[0] == w[1])
+            clocks.windows(2).all(|w| w[0] == w[1])
         })
 }
 
@@ -217,7 +217,7 @@ pub fn put_failed(_: &ShoalModel, state: &SysState) -> bool {
 pub fn tombstone_reaped(_: &ShoalModel, state: &SysState) -> bool {
     stores(state)
         .iter()
-        .any(|s| s.data.values().any(Version::is_reaped))
+        .any(|s| s.data.values().any(Clock::is_reaped))
 }
 
 /// A property to check: its expectation, name and condition.
@@ -255,7 +255,7 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             read_your_acked_writes,
         ));
     }
-    if s.clock == Clock::Dvv {
+    if s.scheme == Scheme::Dvv {
         p.push((
             Expectation::Always,
             "no more siblings than concurrent writes",
@@ -279,7 +279,7 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
         .iter()
         .flatten()
         .filter(|o| !matches!(o, crate::config::Op::Get(_)));
-    if writes.count() >= 2 && s.clock == Clock::Dvv {
+    if writes.count() >= 2 && s.scheme == Scheme::Dvv {
         p.push((Expectation::Sometimes, "siblings appear", has_siblings));
     }
     if s.w >= 2 && s.timeouts {

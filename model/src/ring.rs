@@ -6,7 +6,7 @@
 //! `R + W > N` any read quorum and any write quorum of the preference list intersect, which is
 //! what makes a read see an acknowledged write when no write went to a fallback.
 
-use crate::dvv::Node;
+use crate::dvv::NodeId;
 use crate::value::Key;
 
 /// The ring of `servers` servers with `n` replicas per key.
@@ -20,19 +20,19 @@ pub struct Ring {
 
 impl Ring {
     /// The key's preference list: `n` consecutive servers from the key's home.
-    pub fn preference(&self, key: Key) -> Vec<Node> {
+    pub fn preference(&self, key: Key) -> Vec<NodeId> {
         (0..self.n).map(|i| (key + i) % self.servers).collect()
     }
 
     /// The servers after the preference list, in ring order: stand-ins for sloppy quorum.
-    pub fn fallbacks(&self, key: Key) -> Vec<Node> {
+    pub fn fallbacks(&self, key: Key) -> Vec<NodeId> {
         (self.n..self.servers)
             .map(|i| (key + i) % self.servers)
             .collect()
     }
 
     /// Whether `node` is one of the key's replicas.
-    pub fn replicates(&self, node: Node, key: Key) -> bool {
+    pub fn replicates(&self, node: NodeId, key: Key) -> bool {
         self.preference(key).contains(&node)
     }
 }

@@ -5,6 +5,7 @@
 //! lost. A delete writes a tombstone value the same way. The value's identity is all the model
 //! needs of its contents.
 
+use crate::dvv::NodeId;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use stateright::{Rewrite, RewritePlan};
@@ -13,12 +14,14 @@ use std::collections::BTreeMap;
 /// A key; the model uses one or two.
 pub type Key = u8;
 
-/// A version vector: a client's opaque context, or a DVVSet's causal context.
-pub type Ctx = BTreeMap<u8, u8>;
+/// A version vector, a causal history: for each server, the largest counter of its writes
+/// seen. The context a client carries is one, as is a DVVSet's causal context.
+pub type VersionVector = BTreeMap<NodeId, u8>;
 
-/// One write, named by who wrote it; `tomb` marks a delete's tombstone.
+/// A value: one write's content (data or a tombstone), named by who wrote it; `tomb` marks a
+/// delete's tombstone.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
-pub struct Val {
+pub struct Value {
     /// The client that wrote it.
     pub client: Id,
     /// The client's request number (1-based) that wrote it.
@@ -29,27 +32,27 @@ pub struct Val {
     pub tomb: bool,
 }
 
-impl Rewrite<Id> for Val {
+impl Rewrite<Id> for Value {
     fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
-        Val {
+        Value {
             client: self.client.rewrite(plan),
             ..*self
         }
     }
 }
 
-/// A client request's name: unique per request, used for replies and deduplication.
+/// A request's name: unique per request, used for replies and deduplication.
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
-pub struct ReqId {
+pub struct RequestId {
     /// The client that sent it.
     pub client: Id,
     /// The client's request number, starting at 1.
     pub seq: u8,
 }
 
-impl Rewrite<Id> for ReqId {
+impl Rewrite<Id> for RequestId {
     fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
-        ReqId {
+        RequestId {
             client: self.client.rewrite(plan),
             seq: self.seq,
         }

@@ -2,9 +2,9 @@
 //! absence with DVVSets.
 
 use shoal_model::check::check;
+use shoal_model::clock::Scheme;
 use shoal_model::config::named;
 use shoal_model::trace::{Event, Trace};
-use shoal_model::version::Clock;
 
 const LOST: &str = "no acknowledged write is lost";
 
@@ -20,10 +20,10 @@ fn classic_clock_loses_an_acknowledged_write() {
   1. client 3 → server 0: Put k0 value c3#1 ctx {}
   2. client 4 → server 0: Put k0 value c4#1 ctx {}
   3. deliver 3 → 0: Put k0 value c3#1 ctx {}
-       server 0 answers client 3: PutOk { req: ReqId { client: Id(3), seq: 1 } }
+       server 0 answers client 3: PutOk { req: RequestId { client: Id(3), seq: 1 } }
        server 0 now k0={c3#1} ctx {0: 1}
   4. deliver 4 → 0: Put k0 value c4#1 ctx {}
-       server 0 answers client 4: PutOk { req: ReqId { client: Id(4), seq: 1 } }
+       server 0 answers client 4: PutOk { req: RequestId { client: Id(4), seq: 1 } }
        server 0 now k0={c4#1} ctx {0: 2}
   5. deliver 0 → 2: Replicate k0 {c3#1} ctx {0: 1}
        server 2 now k0={c3#1} ctx {0: 1}
@@ -52,7 +52,7 @@ fn classic_clock_loses_an_acknowledged_write() {
 #[test]
 fn dvvsets_keep_both_writes_as_siblings() {
     let mut cfg = named("classic").expect("classic configuration");
-    cfg.settings.clock = Clock::Dvv;
+    cfg.settings.scheme = Scheme::Dvv;
     let report = check(&cfg, 1);
     assert!(report.ok(), "{:?}", report.outcomes);
     assert!(report.outcome("siblings appear").is_some_and(|o| o.ok));

@@ -5,10 +5,10 @@
 //! and CI runs (every property, every fault, each in some configuration); `large` ones are
 //! run by hand (`check <name>`), with their measured sizes in the README.
 
+use crate::clock::Scheme;
 use crate::mutation::Mutation;
 use crate::ring::Ring;
 use crate::value::Key;
-use crate::version::Clock;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -72,8 +72,8 @@ pub struct Settings {
     pub w: u8,
     /// How many nodes of a key's preference list a client may choose as coordinator.
     pub coordinators: u8,
-    /// The clock scheme.
-    pub clock: Clock,
+    /// The causality scheme.
+    pub scheme: Scheme,
     /// Sloppy quorum with hinted handoff.
     pub sloppy: bool,
     /// Read repair after gets.
@@ -108,7 +108,7 @@ impl Settings {
             r,
             w,
             coordinators: 1,
-            clock: Clock::Dvv,
+            scheme: Scheme::Dvv,
             sloppy: false,
             read_repair: false,
             anti_entropy: false,
@@ -174,7 +174,7 @@ impl Config {
         keys
     }
 
-    /// A one-line summary: sizes, clock scheme, scripts, faults and features.
+    /// A one-line summary: sizes, causality scheme, scripts, faults and features.
     pub fn describe(&self) -> String {
         let c = self;
         let s = &c.settings;
@@ -206,13 +206,13 @@ impl Config {
             feats.push(format!("MUTATION={m:?}"));
         }
         format!(
-            "{}: {} servers, N={} R={} W={}, clock {:?}, coordinators {}, clients [{}], {}",
+            "{}: {} servers, N={} R={} W={}, scheme {:?}, coordinators {}, clients [{}], {}",
             c.name,
             s.ring.servers,
             s.ring.n,
             s.r,
             s.w,
-            s.clock,
+            s.scheme,
             s.coordinators,
             scripts.join(" | "),
             if feats.is_empty() {
@@ -244,7 +244,7 @@ impl Config {
         if self.keys().iter().any(|&k| k >= s.ring.servers) {
             return Err("keys must be below the number of servers".into());
         }
-        if s.reap && s.clock == Clock::Classic {
+        if s.reap && s.scheme == Scheme::Classic {
             return Err("reaping needs the DVVSet's causal context".into());
         }
         Ok(())
@@ -289,7 +289,7 @@ pub fn ci() -> Vec<Config> {
     vec![
         // The lost update of Dynamo's clock: two blind writes through one coordinator.
         Builder::new("classic", 3, 3, 1, 1, &[&["blind0"], &["blind0"]])
-            .with(|c| c.settings.clock = Clock::Classic)
+            .with(|c| c.settings.scheme = Scheme::Classic)
             .done(),
         // A write and a read through different coordinators: R + W > N makes the read see it.
         Builder::new("quorum", 3, 3, 2, 2, &[&["blind0"], &["get0"]])

@@ -7,8 +7,8 @@
 //! configurations, so an override cannot leave them inconsistent.
 
 use super::{Config, Op};
+use crate::clock::Scheme;
 use crate::mutation::Mutation;
-use crate::version::Clock;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
@@ -35,9 +35,9 @@ pub struct Overrides {
     /// Coordinators a client may choose among (first nodes of the preference list).
     #[arg(long)]
     pub coordinators: Option<u8>,
-    /// The clock scheme.
-    #[arg(long, value_enum)]
-    pub clock: Option<Clock>,
+    /// The causality scheme (`--clock` is an alias).
+    #[arg(long, value_enum, alias = "clock")]
+    pub scheme: Option<Scheme>,
     /// The network drops messages (`--lossy false` to turn off).
     #[arg(long)]
     pub lossy: Option<bool>,
@@ -96,8 +96,8 @@ impl Overrides {
         if let Some(v) = self.coordinators {
             s.coordinators = v;
         }
-        if let Some(v) = self.clock {
-            s.clock = v;
+        if let Some(v) = self.scheme {
+            s.scheme = v;
         }
         s.sloppy = self.sloppy.unwrap_or(s.sloppy);
         s.read_repair = self.read_repair.unwrap_or(s.read_repair);

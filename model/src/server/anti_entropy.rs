@@ -1,7 +1,7 @@
 //! Anti-entropy: replicas push their changed keys to each other and merge what differs.
 //!
 //! A replica whose store changed (`dirty`) sets the `AntiEntropy` timer; when it fires, it
-//! sends each peer its versions of the keys they share, and the peer merges those it
+//! sends each peer its clocks of the keys they share, and the peer merges those it
 //! replicates. Because a replica pushes after every change, once changes stop each pair of
 //! replicas has merged the other's final state and both hold the join: convergence even when
 //! a `Replicate` was lost. Hash trees would only make the exchange cheaper and are abstracted
@@ -9,9 +9,9 @@
 
 use super::{id, Server, ServerState};
 use crate::actor::Wiring;
+use crate::clock::Clock;
 use crate::msg::Msg;
 use crate::value::Key;
-use crate::version::Version;
 use stateright::actor::Out;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ impl Server<'_> {
             if peer == s.me {
                 continue;
             }
-            let entries: BTreeMap<Key, Version> = s
+            let entries: BTreeMap<Key, Clock> = s
                 .store
                 .data
                 .iter()
@@ -43,13 +43,13 @@ impl Server<'_> {
     pub(super) fn sync(
         &self,
         st: &mut Cow<ServerState>,
-        entries: BTreeMap<Key, Version>,
+        entries: BTreeMap<Key, Clock>,
         o: &mut Out<Wiring>,
     ) {
         let me = st.me;
-        for (key, version) in entries {
+        for (key, clock) in entries {
             if self.cfg.ring.replicates(me, key) {
-                self.merge(st, key, &version, o);
+                self.merge(st, key, &clock, o);
             }
         }
     }

@@ -1,9 +1,9 @@
 //! Coordination: a client's put or get, driven by its coordinator to a quorum.
 //!
-//! A put is applied to the coordinator's own version with the client's context, saved, and
+//! A put is applied to the coordinator's own clock with the client's context, saved, and
 //! replicated to the rest of the preference list; the client hears `PutOk` once `W` *distinct*
 //! servers (the coordinator included) saved it. A get answers with the merge of `R` replicas'
-//! versions, the coordinator's own included. Counting distinct servers, not acknowledgements,
+//! clocks, the coordinator's own included. Counting distinct servers, not acknowledgements,
 //! is what makes `R + W > N` mean that a get's readers intersect an acknowledged put's writers,
 //! even over a network that duplicates. A coordination timeout stands for the failure
 //! detector: it suspects the servers that have not answered and either goes sloppy (see
@@ -11,11 +11,11 @@
 
 use super::{id, GetCoord, PutCoord, Server, ServerState};
 use crate::actor::Wiring;
-use crate::dvv::Node;
+use crate::clock::Clock;
+use crate::dvv::NodeId;
 use crate::msg::Msg;
 use crate::mutation::Mutation;
-use crate::value::{Ctx, Key, ReqId, Val};
-use crate::version::Version;
+use crate::value::{Key, RequestId, Value, VersionVector};
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,10 +26,10 @@ impl Server<'_> {
     pub(super) fn put(
         &self,
         st: &mut Cow<ServerState>,
-        req: ReqId,
+        req: RequestId,
         key: Key,
-        ctx: &Ctx,
-        val: Val,
+        context: &VersionVector,
+        value: Value,
         o: &mut Out<Wiring>,
     ) {
         let me = st.me;
@@ -41,16 +41,16 @@ impl Server<'_> {
         {
             return;
         }
-        let version = self.local(st, key).update(ctx, me, val);
+        let clock = self.local(st, key).update(context, me, value);
         if self.cfg.dedup {
             st.to_mut().store.served.insert(req.client, req.seq);
         }
-        if !self.store(st, key, version.clone(), o) && self.cfg.dedup {
+        if !self.store(st, key, clock.clone(), o) && self.cfg.dedup {
             self.save(st, o);
         }
         let mut coord = PutCoord {
             key,
-            version: version.clone(),
+            clock: clock.clone(),
             acks: BTreeSet::from([me]),
             ack_msgs: 1,
             hinted: false,
@@ -63,14 +63,14 @@ impl Server<'_> {
             }
             if s.suspects.contains(&p) && self.cfg.sloppy {
                 coord.hinted = true;
-                self.send_hinted(s, req, key, &version, &[p], o);
+                self.send_hinted(s, req, key, &clock, &[p], o);
             } else {
                 o.send(
                     id(p),
                     Msg::Replicate {
                         req,
                         key,
-                        version: version.clone(),
+                        clock: clock.clone(),
                         hint: None,
                     },
                 );
@@ -86,23 +86,29 @@ impl Server<'_> {
         &self,
         st: &mut Cow<ServerState>,
         src: Id,
-        req: ReqId,
+        req: RequestId,
         o: &mut Out<Wiring>,
     ) {
         if !st.puts.contains_key(&req) {
             return;
         }
         let s = st.to_mut();
-        if let (Some(c), Ok(node)) = (s.puts.get_mut(&req), Node::try_from(usize::from(src))) {
+        if let (Some(c), Ok(node)) = (s.puts.get_mut(&req), NodeId::try_from(usize::from(src))) {
             c.acks.insert(node);
             c.ack_msgs = c.ack_msgs.saturating_add(1);
         }
         self.progress_put(s, req, o);
     }
 
-    /// A client's get: read every other replica, counting the coordinator's own version as the
+    /// A client's get: read every other replica, counting the coordinator's own clock as the
     /// first reply. A request already served or in progress is ignored.
-    pub(super) fn get(&self, st: &mut Cow<ServerState>, req: ReqId, key: Key, o: &mut Out<Wiring>) {
+    pub(super) fn get(
+        &self,
+        st: &mut Cow<ServerState>,
+        req: RequestId,
+        key: Key,
+        o: &mut Out<Wiring>,
+    ) {
         let me = st.me;
         if st
             .store
@@ -135,8 +141,8 @@ impl Server<'_> {
         &self,
         st: &mut Cow<ServerState>,
         src: Id,
-        req: ReqId,
-        version: Version,
+        req: RequestId,
+        clock: Clock,
         o: &mut Out<Wiring>,
     ) {
         if !st.gets.contains_key(&req) {
@@ -144,16 +150,16 @@ impl Server<'_> {
         }
         if let (Some(g), Ok(node)) = (
             st.to_mut().gets.get_mut(&req),
-            Node::try_from(usize::from(src)),
+            NodeId::try_from(usize::from(src)),
         ) {
-            g.replies.insert(node, version);
+            g.replies.insert(node, clock);
         }
         self.progress_get(st, req, o);
     }
 
     /// Answers the client once `W` replicas stored the put; the coordination ends then, or,
     /// for a delete to be reaped, once all `N` primaries hold it (see `reap.rs`).
-    pub(super) fn progress_put(&self, s: &mut ServerState, req: ReqId, o: &mut Out<Wiring>) {
+    pub(super) fn progress_put(&self, s: &mut ServerState, req: RequestId, o: &mut Out<Wiring>) {
         let Some(c) = s.puts.get_mut(&req) else {
             return;
         };
@@ -175,7 +181,7 @@ impl Server<'_> {
     }
 
     /// Answers the client once `R` replicas replied, then repairs the stale ones.
-    fn progress_get(&self, st: &mut Cow<ServerState>, req: ReqId, o: &mut Out<Wiring>) {
+    fn progress_get(&self, st: &mut Cow<ServerState>, req: RequestId, o: &mut Out<Wiring>) {
         let Some(g) = st.gets.get(&req) else {
             return;
         };
@@ -195,13 +201,13 @@ impl Server<'_> {
         let merged = g
             .replies
             .values()
-            .fold(Version::empty(self.cfg.clock), |acc, v| acc.sync(v));
+            .fold(Clock::empty(self.cfg.scheme), |acc, v| acc.sync(v));
         o.send(
             req.client,
             Msg::GetOk {
                 req,
                 values: merged.values(),
-                ctx: merged.context(),
+                context: merged.context(),
             },
         );
         self.read_repair(st, &g, &merged, o);
@@ -215,12 +221,12 @@ impl Server<'_> {
             let _ = g;
             o.send(req.client, Msg::Fail { req, put: false });
         }
-        let reqs: Vec<ReqId> = s.puts.keys().copied().collect();
+        let reqs: Vec<RequestId> = s.puts.keys().copied().collect();
         for req in reqs {
             let Some(c) = s.puts.get(&req).cloned() else {
                 continue;
             };
-            let silent: Vec<Node> = self
+            let silent: Vec<NodeId> = self
                 .cfg
                 .ring
                 .preference(c.key)
@@ -231,7 +237,7 @@ impl Server<'_> {
                 s.puts.remove(&req);
             } else if self.cfg.sloppy && !c.hinted {
                 s.suspects.extend(silent.iter().copied());
-                self.send_hinted(s, req, c.key, &c.version, &silent, o);
+                self.send_hinted(s, req, c.key, &c.clock, &silent, o);
                 if let Some(c) = s.puts.get_mut(&req) {
                     c.hinted = true;
                 }

@@ -4,15 +4,15 @@
 //! unsuspected fallback on the ring with a hint naming the owner, so a put still reaches `W`
 //! servers. The hint is the only copy the owner is missing, so the holder keeps it durably (in
 //! its store, apart from its own data), offers it to the owner after every change, and drops
-//! it only once the owner acknowledged storing exactly that version: a hint is never dropped
+//! it only once the owner acknowledged storing exactly that clock: a hint is never dropped
 //! while it holds anything the owner has not stored.
 
 use super::{id, Server, ServerState};
 use crate::actor::{Timer, Wiring};
-use crate::dvv::Node;
+use crate::clock::Clock;
+use crate::dvv::NodeId;
 use crate::msg::Msg;
-use crate::value::{Key, ReqId};
-use crate::version::Version;
+use crate::value::{Key, RequestId};
 use stateright::actor::{model_timeout, Id, Out};
 use std::borrow::Cow;
 
@@ -21,10 +21,10 @@ impl Server<'_> {
     pub(super) fn send_hinted(
         &self,
         s: &ServerState,
-        req: ReqId,
+        req: RequestId,
         key: Key,
-        version: &Version,
-        owners: &[Node],
+        clock: &Clock,
+        owners: &[NodeId],
         o: &mut Out<Wiring>,
     ) {
         let mut stand_ins = self
@@ -40,7 +40,7 @@ impl Server<'_> {
                     Msg::Replicate {
                         req,
                         key,
-                        version: version.clone(),
+                        clock: clock.clone(),
                         hint: Some(owner),
                     },
                 );
@@ -54,15 +54,15 @@ impl Server<'_> {
         &self,
         st: &mut Cow<ServerState>,
         src: Id,
-        req: ReqId,
-        (owner, key): (Node, Key),
-        version: Version,
+        req: RequestId,
+        (owner, key): (NodeId, Key),
+        clock: Clock,
         o: &mut Out<Wiring>,
     ) {
         let old = st.store.hints.get(&(owner, key)).cloned();
         let new = old
             .clone()
-            .map_or_else(|| version.clone(), |h| h.sync(&version));
+            .map_or_else(|| clock.clone(), |h| h.sync(&clock));
         if old.as_ref() != Some(&new) {
             let s = st.to_mut();
             s.store.hints.insert((owner, key), new);
@@ -79,41 +79,41 @@ impl Server<'_> {
     pub(super) fn offer_hints(&self, st: &mut Cow<ServerState>, o: &mut Out<Wiring>) {
         let s = st.to_mut();
         s.offer = false;
-        for (&(owner, key), version) in &s.store.hints {
+        for (&(owner, key), clock) in &s.store.hints {
             let m = Msg::Handoff {
                 key,
-                version: version.clone(),
+                clock: clock.clone(),
             };
             o.send(id(owner), m);
         }
     }
 
-    /// The owner receives a hint: merge it and acknowledge that version.
+    /// The owner receives a hint: merge it and acknowledge that clock.
     pub(super) fn take_handoff(
         &self,
         st: &mut Cow<ServerState>,
         src: Id,
         key: Key,
-        version: Version,
+        clock: Clock,
         o: &mut Out<Wiring>,
     ) {
-        self.merge(st, key, &version, o);
-        o.send(src, Msg::HandoffAck { key, version });
+        self.merge(st, key, &clock, o);
+        o.send(src, Msg::HandoffAck { key, clock });
     }
 
-    /// The owner stored a hint: drop it if it is still exactly that version.
+    /// The owner stored a hint: drop it if it is still exactly that clock.
     pub(super) fn handoff_acked(
         &self,
         st: &mut Cow<ServerState>,
         src: Id,
         key: Key,
-        version: &Version,
+        clock: &Clock,
         o: &mut Out<Wiring>,
     ) {
-        let Ok(owner) = Node::try_from(usize::from(src)) else {
+        let Ok(owner) = NodeId::try_from(usize::from(src)) else {
             return;
         };
-        if st.store.hints.get(&(owner, key)) == Some(version) {
+        if st.store.hints.get(&(owner, key)) == Some(clock) {
             let s = st.to_mut();
             s.store.hints.remove(&(owner, key));
             self.save(s, o);

@@ -1,14 +1,14 @@
 //! A server: replica, coordinator, hint holder and anti-entropy peer in one actor.
 //!
-//! **Replica.** A server merges every version it receives into its durable store with `sync`
+//! **Replica.** A server merges every clock it receives into its durable store with `sync`
 //! and saves the store (`o.save`) in the same step in which it acknowledges — *persist before
 //! you acknowledge* — so a crash keeps exactly what was acknowledged. Everything else
 //! (coordinations, suspicions, timers) is volatile and lost on a crash.
 //!
-//! **Coordinator.** A put is applied to the coordinator's own version with the client's context
+//! **Coordinator.** A put is applied to the coordinator's own clock with the client's context
 //! (`update`), stored, and the result replicated to the rest of the preference list; the client
 //! gets `PutOk` once `W` *distinct* replicas (the coordinator included) stored it. A get reads
-//! `R` replicas (the coordinator included) and answers with the merge of their versions. With
+//! `R` replicas (the coordinator included) and answers with the merge of their clocks. With
 //! `R + W > N` and no write going to a fallback, the `R` readers intersect the `W` writers.
 //!
 //! **Failure detector and sloppy quorum.** The coordination timer models a timeout: when it
@@ -18,19 +18,19 @@
 //! a second timeout fails the put (`Fail`, HTTP 503). A message from a peer clears suspicion.
 //!
 //! **Hinted handoff.** Hints are durable; the holder offers them to their owners and drops a
-//! hint once its owner acknowledged storing exactly that version.
+//! hint once its owner acknowledged storing exactly that clock.
 //!
-//! **Read repair.** After a get, every answering replica whose version differs from the merge
+//! **Read repair.** After a get, every answering replica whose clock differs from the merge
 //! is sent the merge.
 //!
-//! **Anti-entropy.** At the model's level: a replica whose store changed sends its versions of
+//! **Anti-entropy.** At the model's level: a replica whose store changed sends its clocks of
 //! the keys it shares with a peer to that peer, which merges the differing ones. Because a
 //! replica pushes after each change, once changes stop each pair has merged the other's final
 //! state, and the join of both is what both hold: convergence (hash trees only make the
 //! exchange cheaper and are abstracted away).
 //!
-//! **Reaping.** A delete whose tombstone-only version all `N` primaries acknowledged is reaped:
-//! each replica still holding exactly that version drops the siblings and keeps the causal
+//! **Reaping.** A delete whose tombstone-only clock all `N` primaries acknowledged is reaped:
+//! each replica still holding exactly that clock drops the siblings and keeps the causal
 //! context, so a stale copy of a deleted value arriving later is recognised as superseded.
 //!
 //! **Where each mechanism lives.** This file holds the state, the entry points and the helpers
@@ -39,7 +39,7 @@
 //!
 //! - `coordinator.rs`: client puts and gets, their acknowledgements and replies, quorums and
 //!   coordination timeouts;
-//! - `replica.rs`: storing a replicated or repaired version, answering reads;
+//! - `replica.rs`: storing a replicated or repaired clock, answering reads;
 //! - `handoff.rs`: sloppy quorum's hinted writes, holding hints and handing them off;
 //! - `read_repair.rs`: writing a get's merge back to the stale replicas;
 //! - `anti_entropy.rs`: pushing changed keys to peers and merging theirs;
@@ -47,12 +47,12 @@
 //! - `loss.rs`: the bounded-loss fault (`lose`), holding a message until it is kept or lost.
 
 use crate::actor::{Timer, Wiring};
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::dvv::Node;
+use crate::dvv::NodeId;
 use crate::msg::Msg;
 use crate::mutation::Mutation;
-use crate::value::{Key, ReqId, Val};
-use crate::version::Version;
+use crate::value::{Key, RequestId, Value};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{model_timeout, Id, Out};
 use stateright::{Rewrite, RewritePlan};
@@ -72,17 +72,17 @@ mod tests;
 /// What a server keeps on disk; it survives crashes (stateright `Storage`).
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct Store {
-    /// The versions of the keys this server replicates.
-    pub data: BTreeMap<Key, Version>,
-    /// Versions held for a suspected owner: `(owner, key)`.
+    /// The clocks of the keys this server replicates.
+    pub data: BTreeMap<Key, Clock>,
+    /// Clocks held for a suspected owner: `(owner, key)`.
     #[serde(with = "crate::pairs")]
-    pub hints: BTreeMap<(Node, Key), Version>,
+    pub hints: BTreeMap<(NodeId, Key), Clock>,
     /// The last request number executed per client, so a duplicated put is not applied twice.
     #[serde(with = "crate::pairs")]
     pub served: BTreeMap<Id, u8>,
     /// Ghost: values once stored here as siblings and since superseded (never read by the
     /// protocol; the "nothing comes back" property checks they stay gone).
-    pub gone: BTreeSet<Val>,
+    pub gone: BTreeSet<Value>,
     /// How often this server started, the first start included (bounds crashes through
     /// `within_boundary`; saved at every start, so a crash before any write is counted too).
     pub boots: u8,
@@ -117,10 +117,10 @@ impl Rewrite<Id> for Store {
 pub struct PutCoord {
     /// The key.
     pub key: Key,
-    /// The version the coordinator stored and replicates.
-    pub version: Version,
+    /// The clock the coordinator stored and replicates.
+    pub clock: Clock,
     /// Distinct servers that stored it durably (the coordinator included).
-    pub acks: BTreeSet<Node>,
+    pub acks: BTreeSet<NodeId>,
     /// Acknowledgements received, duplicates included (only the `CountDuplicateAcks` bug uses it).
     pub ack_msgs: u8,
     /// Whether the sloppy round to fallbacks has been made.
@@ -134,25 +134,25 @@ pub struct PutCoord {
 pub struct GetCoord {
     /// The key.
     pub key: Key,
-    /// The versions received per replica (the coordinator's own included).
-    pub replies: BTreeMap<Node, Version>,
+    /// The clocks received per replica (the coordinator's own included).
+    pub replies: BTreeMap<NodeId, Clock>,
 }
 
 /// A server's state: its durable store mirrored in memory plus volatile coordination state.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct ServerState {
     /// This server's ring index; first so that symmetry reduction never permutes servers.
-    pub me: Node,
+    pub me: NodeId,
     /// The durable store (saved on every change).
     pub store: Store,
     /// Peers the local failure detector suspects.
-    pub suspects: BTreeSet<Node>,
+    pub suspects: BTreeSet<NodeId>,
     /// Puts being coordinated.
     #[serde(with = "crate::pairs")]
-    pub puts: BTreeMap<ReqId, PutCoord>,
+    pub puts: BTreeMap<RequestId, PutCoord>,
     /// Gets being coordinated.
     #[serde(with = "crate::pairs")]
-    pub gets: BTreeMap<ReqId, GetCoord>,
+    pub gets: BTreeMap<RequestId, GetCoord>,
     /// The store changed since the last anti-entropy push.
     pub dirty: bool,
     /// Hints changed since they were last offered to their owners.
@@ -174,7 +174,7 @@ impl Rewrite<Id> for ServerState {
                 .iter()
                 .map(|(r, p)| {
                     let mut p = p.clone();
-                    p.version = p.version.rewrite(plan);
+                    p.clock = p.clock.rewrite(plan);
                     (r.rewrite(plan), p)
                 })
                 .collect(),
@@ -206,7 +206,7 @@ impl Rewrite<Id> for ServerState {
     }
 }
 
-fn id(node: Node) -> Id {
+fn id(node: NodeId) -> Id {
     Id::from(usize::from(node))
 }
 
@@ -218,7 +218,7 @@ pub struct Server<'a> {
 
 impl Server<'_> {
     /// Boots from the durable store (`None` on first start); volatile state starts empty.
-    pub fn start(&self, me: Node, storage: &Option<Store>, o: &mut Out<Wiring>) -> ServerState {
+    pub fn start(&self, me: NodeId, storage: &Option<Store>, o: &mut Out<Wiring>) -> ServerState {
         let mut store = storage.clone().unwrap_or_default();
         if storage.is_some() && self.cfg.mutated(Mutation::DropHintsOnRecovery) {
             store.hints.clear();
@@ -245,12 +245,12 @@ impl Server<'_> {
         }
     }
 
-    fn local(&self, s: &ServerState, key: Key) -> Version {
+    fn local(&self, s: &ServerState, key: Key) -> Clock {
         s.store
             .data
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| Version::empty(self.cfg.clock))
+            .unwrap_or_else(|| Clock::empty(self.cfg.scheme))
     }
 
     fn save(&self, s: &ServerState, o: &mut Out<Wiring>) {
@@ -259,14 +259,8 @@ impl Server<'_> {
         }
     }
 
-    /// Replaces the stored version of `key` (durably); returns whether it changed.
-    fn store(
-        &self,
-        st: &mut Cow<ServerState>,
-        key: Key,
-        new: Version,
-        o: &mut Out<Wiring>,
-    ) -> bool {
+    /// Replaces the stored clock of `key` (durably); returns whether it changed.
+    fn store(&self, st: &mut Cow<ServerState>, key: Key, new: Clock, o: &mut Out<Wiring>) -> bool {
         let old = self.local(st, key);
         if old == new {
             return false;
@@ -285,8 +279,8 @@ impl Server<'_> {
         true
     }
 
-    /// Merges `incoming` into the stored version of `key`.
-    fn merge(&self, st: &mut Cow<ServerState>, key: Key, incoming: &Version, o: &mut Out<Wiring>) {
+    /// Merges `incoming` into the stored clock of `key`.
+    fn merge(&self, st: &mut Cow<ServerState>, key: Key, incoming: &Clock, o: &mut Out<Wiring>) {
         let new = if self.cfg.mutated(Mutation::OverwriteOnReplicate) {
             incoming.clone()
         } else {
@@ -336,29 +330,33 @@ impl Server<'_> {
         self.trust(st, src, &msg);
         match msg {
             Msg::Put {
-                req, key, ctx, val, ..
-            } => self.put(st, req, key, &ctx, val, o),
+                req,
+                key,
+                context,
+                value,
+                ..
+            } => self.put(st, req, key, &context, value, o),
             Msg::ReplicateAck { req } => self.replicate_ack(st, src, req, o),
             Msg::Get { req, key } => self.get(st, req, key, o),
             Msg::Read { req, key } => self.read(st, src, req, key, o),
-            Msg::ReadReply { req, version } => self.read_reply(st, src, req, version, o),
+            Msg::ReadReply { req, clock } => self.read_reply(st, src, req, clock, o),
             Msg::Replicate {
                 req,
                 key,
-                version,
+                clock,
                 hint: None,
-            } => self.replicate(st, src, req, key, &version, o),
+            } => self.replicate(st, src, req, key, &clock, o),
             Msg::Replicate {
                 req,
                 key,
-                version,
+                clock,
                 hint: Some(owner),
-            } => self.hold_hint(st, src, req, (owner, key), version, o),
-            Msg::Repair { key, version } => self.repair(st, key, &version, o),
-            Msg::Handoff { key, version } => self.take_handoff(st, src, key, version, o),
-            Msg::HandoffAck { key, version } => self.handoff_acked(st, src, key, &version, o),
+            } => self.hold_hint(st, src, req, (owner, key), clock, o),
+            Msg::Repair { key, clock } => self.repair(st, key, &clock, o),
+            Msg::Handoff { key, clock } => self.take_handoff(st, src, key, clock, o),
+            Msg::HandoffAck { key, clock } => self.handoff_acked(st, src, key, &clock, o),
             Msg::Sync { entries } => self.sync(st, entries, o),
-            Msg::Reap { key, version } => self.reap_if_current(st, key, &version, o),
+            Msg::Reap { key, clock } => self.reap_if_current(st, key, &clock, o),
             Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::Fail { .. } => {}
         }
     }
@@ -369,7 +367,7 @@ impl Server<'_> {
             msg,
             Msg::ReplicateAck { .. } | Msg::ReadReply { .. } | Msg::HandoffAck { .. }
         );
-        if let Ok(p) = Node::try_from(usize::from(src)) {
+        if let Ok(p) = NodeId::try_from(usize::from(src)) {
             if answer && st.suspects.contains(&p) {
                 st.to_mut().suspects.remove(&p);
             }

@@ -1,15 +1,15 @@
 //! Read repair: a get writes its merge back to the replicas that answered with less.
 //!
-//! The coordinator has just computed the merge of `R` replicas' versions; any answering
-//! replica whose version differs from it is stale (it lacks a write, or still holds a
-//! superseded sibling) and is sent the merge, which it merges in like any other version. The
-//! coordinator's own copy is merged locally. Repair only ever sends a join of stored versions,
+//! The coordinator has just computed the merge of `R` replicas' clocks; any answering
+//! replica whose clock differs from it is stale (it lacks a write, or still holds a
+//! superseded sibling) and is sent the merge, which it merges in like any other clock. The
+//! coordinator's own copy is merged locally. Repair only ever sends a join of stored clocks,
 //! so it can bring a replica up but never take a write away.
 
 use super::{id, GetCoord, Server, ServerState};
 use crate::actor::Wiring;
+use crate::clock::Clock;
 use crate::msg::Msg;
-use crate::version::Version;
 use stateright::actor::Out;
 use std::borrow::Cow;
 
@@ -19,7 +19,7 @@ impl Server<'_> {
         &self,
         st: &mut Cow<ServerState>,
         g: &GetCoord,
-        merged: &Version,
+        merged: &Clock,
         o: &mut Out<Wiring>,
     ) {
         if !self.cfg.read_repair {
@@ -34,7 +34,7 @@ impl Server<'_> {
             } else {
                 let m = Msg::Repair {
                     key: g.key,
-                    version: merged.clone(),
+                    clock: merged.clone(),
                 };
                 o.send(id(node), m);
             }

@@ -1,25 +1,25 @@
 //! Reaping: a tombstone all `N` primaries hold is dropped, its causal context kept.
 //!
 //! A delete's coordination does not end when the client is answered: it waits until every
-//! primary acknowledged the tombstone-only version, then tells them all to reap it. A replica
-//! reaps only if it still holds exactly that version (a newer write makes the reap moot), and
+//! primary acknowledged the tombstone-only clock, then tells them all to reap it. A replica
+//! reaps only if it still holds exactly that clock (a newer write makes the reap moot), and
 //! reaping keeps the key's version vector: a stale copy of a deleted value still in flight, in
 //! a hint or on a lagging replica is then recognised as superseded instead of resurrecting the
 //! key (the `reap-forgets-context` mutation shows the resurrection otherwise).
 
 use super::{id, PutCoord, Server, ServerState};
 use crate::actor::Wiring;
+use crate::clock::Clock;
 use crate::msg::Msg;
 use crate::mutation::Mutation;
 use crate::value::Key;
-use crate::version::Version;
 use stateright::actor::Out;
 use std::borrow::Cow;
 
 impl Server<'_> {
-    /// Whether the put is a delete to be reaped (reaping on, a tombstone-only version).
+    /// Whether the put is a delete to be reaped (reaping on, a tombstone-only clock).
     fn reapable(&self, c: &PutCoord) -> bool {
-        self.cfg.reap && c.version.only_tombstones()
+        self.cfg.reap && c.clock.only_tombstones()
     }
 
     /// Whether an answered put's coordination must wait on: a delete to be reaped waits for
@@ -38,33 +38,33 @@ impl Server<'_> {
         for p in self.cfg.ring.preference(c.key) {
             let m = Msg::Reap {
                 key: c.key,
-                version: c.version.clone(),
+                clock: c.clock.clone(),
             };
             o.send(id(p), m);
         }
     }
 
-    /// A `Reap`: reap the key if it still holds exactly the acknowledged version.
+    /// A `Reap`: reap the key if it still holds exactly the acknowledged clock.
     pub(super) fn reap_if_current(
         &self,
         st: &mut Cow<ServerState>,
         key: Key,
-        version: &Version,
+        clock: &Clock,
         o: &mut Out<Wiring>,
     ) {
-        if st.store.data.get(&key) == Some(version) {
-            self.reap(st, key, version, o);
+        if st.store.data.get(&key) == Some(clock) {
+            self.reap(st, key, clock, o);
         }
     }
 
-    fn reap(&self, st: &mut Cow<ServerState>, key: Key, version: &Version, o: &mut Out<Wiring>) {
+    fn reap(&self, st: &mut Cow<ServerState>, key: Key, clock: &Clock, o: &mut Out<Wiring>) {
         if self.cfg.mutated(Mutation::ReapForgetsContext) {
             let s = st.to_mut();
-            s.store.gone.extend(version.values());
+            s.store.gone.extend(clock.values());
             s.store.data.remove(&key);
             self.save(s, o);
         } else {
-            self.store(st, key, version.reaped(), o);
+            self.store(st, key, clock.reaped(), o);
         }
     }
 }

@@ -2,8 +2,8 @@
 //! does to one server's state and what it sends.
 
 use super::*;
-use crate::value::Ctx;
-use crate::version::Clock;
+use crate::clock::Scheme;
+use crate::value::VersionVector;
 use stateright::actor::Command;
 
 fn settings(w: u8) -> Settings {
@@ -20,19 +20,19 @@ fn client() -> Id {
 }
 
 /// The client's first request, a blind put of key 0.
-fn first_req() -> ReqId {
-    ReqId {
+fn first_req() -> RequestId {
+    RequestId {
         client: client(),
         seq: 1,
     }
 }
 
-/// The version a first blind put of key 0 by the client creates at server 0.
-fn first_write() -> Version {
-    Version::empty(Clock::Dvv).update(
-        &Ctx::new(),
+/// The clock a first blind put of key 0 by the client creates at server 0.
+fn first_write() -> Clock {
+    Clock::empty(Scheme::Dvv).update(
+        &VersionVector::new(),
         0,
-        Val {
+        Value {
             client: client(),
             seq: 1,
             key: 0,
@@ -42,15 +42,15 @@ fn first_write() -> Version {
 }
 
 fn put(seq: u8, tomb: bool) -> Msg {
-    let req = ReqId {
+    let req = RequestId {
         client: client(),
         seq,
     };
     Msg::Put {
         req,
         key: 0,
-        ctx: Ctx::new(),
-        val: Val {
+        context: VersionVector::new(),
+        value: Value {
             client: client(),
             seq,
             key: 0,
@@ -60,7 +60,7 @@ fn put(seq: u8, tomb: bool) -> Msg {
     }
 }
 
-fn boot(cfg: &Settings, me: Node) -> ServerState {
+fn boot(cfg: &Settings, me: NodeId) -> ServerState {
     Server { cfg }.start(me, &None, &mut Out::new())
 }
 
@@ -112,12 +112,12 @@ fn a_lost_replicate_changes_nothing_but_the_budget_and_is_not_acknowledged() {
     let mut cfg = settings(1);
     cfg.lose = 1;
     let server = Server { cfg: &cfg };
-    let version = first_write();
+    let clock = first_write();
     let req = first_req();
     let m = Msg::Replicate {
         req,
         key: 0,
-        version,
+        clock,
         hint: None,
     };
     let s = boot(&cfg, 1);
@@ -155,7 +155,7 @@ fn a_timeout_suspects_the_silent_and_writes_to_a_fallback_with_a_hint() {
     let mut o = Out::new();
     server.on_timeout(&mut st, &Timer::Coordination, &mut o);
     assert_eq!(st.suspects, BTreeSet::from([1, 2]));
-    let hinted: Vec<(Id, Option<Node>)> = o
+    let hinted: Vec<(Id, Option<NodeId>)> = o
         .iter()
         .filter_map(|c| match c {
             Command::Send(to, Msg::Replicate { hint, .. }) => Some((*to, *hint)),
@@ -176,10 +176,10 @@ fn a_timeout_suspects_the_silent_and_writes_to_a_fallback_with_a_hint() {
 }
 
 #[test]
-fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
+fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_clock() {
     let cfg = settings(1);
     let server = Server { cfg: &cfg };
-    let version = first_write();
+    let clock = first_write();
     let s = boot(&cfg, 3);
     let mut st = Cow::Borrowed(&s);
     let req = first_req();
@@ -187,7 +187,7 @@ fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
     let m = Msg::Replicate {
         req,
         key: 0,
-        version: version.clone(),
+        clock: clock.clone(),
         hint: Some(1),
     };
     server.on_msg(&mut st, Id::from(0), m, &mut o);
@@ -195,14 +195,14 @@ fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
         .iter()
         .any(|c| matches!(c, Command::Save(s) if s.hints.contains_key(&(1, 0)))));
     assert!(st.store.data.is_empty(), "a hint is not the holder's data");
-    let stale = Version::empty(Clock::Dvv);
+    let stale = Clock::empty(Scheme::Dvv);
     let m = Msg::HandoffAck {
         key: 0,
-        version: stale,
+        clock: stale,
     };
     server.on_msg(&mut st, Id::from(1), m, &mut Out::new());
-    assert!(st.store.hints.contains_key(&(1, 0)), "not that version");
-    let m = Msg::HandoffAck { key: 0, version };
+    assert!(st.store.hints.contains_key(&(1, 0)), "not that clock");
+    let m = Msg::HandoffAck { key: 0, clock };
     server.on_msg(&mut st, Id::from(2), m.clone(), &mut Out::new());
     assert!(st.store.hints.contains_key(&(1, 0)), "not from the owner");
     server.on_msg(&mut st, Id::from(1), m, &mut Out::new());
@@ -210,7 +210,7 @@ fn a_hint_is_kept_durably_until_its_owner_acknowledges_that_version() {
 }
 
 #[test]
-fn reaping_applies_only_to_the_version_all_replicas_acknowledged() {
+fn reaping_applies_only_to_the_clock_all_replicas_acknowledged() {
     let cfg = settings(1);
     let server = Server { cfg: &cfg };
     let s = boot(&cfg, 0);
@@ -220,14 +220,14 @@ fn reaping_applies_only_to_the_version_all_replicas_acknowledged() {
     server.on_msg(&mut st, client(), put(2, false), &mut Out::new());
     let m = Msg::Reap {
         key: 0,
-        version: tomb,
+        clock: tomb,
     };
     server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
     assert_eq!(st.store.data[&0].values().len(), 2, "a newer write arrived");
     let current = st.store.data[&0].clone();
     let m = Msg::Reap {
         key: 0,
-        version: current.clone(),
+        clock: current.clone(),
     };
     server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
     assert!(st.store.data[&0].is_reaped());

@@ -4,7 +4,7 @@
 //! step is one event — a client issuing a request to the coordinator it chose, a message
 //! delivered or dropped, a timer firing, a server crashing or recovering — together with what
 //! the model observed right after it: the messages the step sent, the reply a client received,
-//! and every server's stored versions (values with their causality: dots and causal context
+//! and every server's stored clocks (values with their causality: dots and causal context
 //! for DVVSets, per-sibling clocks for the classic scheme) and hints. Actors are numbered as in
 //! the model: servers `0..servers`, then clients.
 //!
@@ -12,12 +12,13 @@
 //! JSON file — which the conformance crate reads; [`render`] prints a trace for people.
 
 use crate::actor::{Choice, State, Timer, Wiring};
+use crate::clock::Clock;
 use crate::config::Op;
+use crate::dvv::NodeId;
 use crate::model::ShoalModel;
 use crate::msg::Msg;
 use crate::properties::{stores, SysState};
 use crate::value::Key;
-use crate::version::Version;
 use serde::{Deserialize, Serialize};
 use stateright::actor::ActorModelAction;
 use stateright::Path;
@@ -82,10 +83,10 @@ pub struct Replica {
     pub node: usize,
     /// Whether it is down.
     pub crashed: bool,
-    /// Stored versions per key.
-    pub data: BTreeMap<Key, Version>,
-    /// Hints held: `(owner, key, version)`.
-    pub hints: Vec<(u8, Key, Version)>,
+    /// Stored clocks per key.
+    pub data: BTreeMap<Key, Clock>,
+    /// Hints held: `(owner, key, clock)`.
+    pub hints: Vec<(NodeId, Key, Clock)>,
 }
 
 /// What the model observed right after a step.

@@ -7,8 +7,8 @@
 //! with the clock's context).
 
 use super::{Event, Replica, Trace};
+use crate::clock::Clock;
 use crate::msg::Msg;
-use crate::version::Version;
 use std::fmt::Write as _;
 
 impl Trace {
@@ -44,7 +44,7 @@ impl Trace {
     }
 }
 
-fn show_version(v: &Version) -> String {
+fn show_clock(v: &Clock) -> String {
     let vals: Vec<String> = v
         .values()
         .iter()
@@ -64,10 +64,10 @@ fn show_replica(r: &Replica) -> String {
     let mut parts: Vec<String> = r
         .data
         .iter()
-        .map(|(k, v)| format!("k{k}={}", show_version(v)))
+        .map(|(k, v)| format!("k{k}={}", show_clock(v)))
         .collect();
     for (o, k, v) in &r.hints {
-        parts.push(format!("hint(for {o}) k{k}={}", show_version(v)));
+        parts.push(format!("hint(for {o}) k{k}={}", show_clock(v)));
     }
     if r.crashed {
         parts.push("(down)".into());
@@ -77,29 +77,36 @@ fn show_replica(r: &Replica) -> String {
 
 fn show_msg(m: &Msg) -> String {
     match m {
-        Msg::Put { key, ctx, val, .. } => format!(
-            "{} k{key} value c{}#{} ctx {ctx:?}",
-            if val.tomb { "Delete" } else { "Put" },
-            usize::from(val.client),
-            val.seq
+        Msg::Put {
+            key,
+            context,
+            value,
+            ..
+        } => format!(
+            "{} k{key} value c{}#{} ctx {context:?}",
+            if value.tomb { "Delete" } else { "Put" },
+            usize::from(value.client),
+            value.seq
         ),
         Msg::Replicate {
-            key, version, hint, ..
+            key, clock, hint, ..
         } => format!(
             "Replicate k{key} {}{}",
-            show_version(version),
+            show_clock(clock),
             hint.map(|h| format!(" hint for {h}")).unwrap_or_default()
         ),
-        Msg::ReadReply { version, .. } => format!("ReadReply {}", show_version(version)),
-        Msg::Repair { key, version } => format!("Repair k{key} {}", show_version(version)),
-        Msg::Handoff { key, version } => format!("Handoff k{key} {}", show_version(version)),
-        Msg::Reap { key, version } => format!("Reap k{key} {}", show_version(version)),
-        Msg::GetOk { values, ctx, .. } => {
+        Msg::ReadReply { clock, .. } => format!("ReadReply {}", show_clock(clock)),
+        Msg::Repair { key, clock } => format!("Repair k{key} {}", show_clock(clock)),
+        Msg::Handoff { key, clock } => format!("Handoff k{key} {}", show_clock(clock)),
+        Msg::Reap { key, clock } => format!("Reap k{key} {}", show_clock(clock)),
+        Msg::GetOk {
+            values, context, ..
+        } => {
             let vals: Vec<String> = values
                 .iter()
                 .map(|x| format!("c{}#{}", usize::from(x.client), x.seq))
                 .collect();
-            format!("GetOk {{{}}} ctx {ctx:?}", vals.join(", "))
+            format!("GetOk {{{}}} ctx {context:?}", vals.join(", "))
         }
         other => format!("{other:?}"),
     }
