@@ -102,6 +102,11 @@ pub struct NodeConfig {
     pub peer: SocketAddr,
     /// Where fjall keeps this node's data.
     pub data_dir: PathBuf,
+    /// The identity file kept beside the data directory (default `<data_dir>.identity`);
+    /// it tells a restored or copied data directory from the node's own (see the node's
+    /// `identity` module). Never copy it with the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
     /// Partition count `Q` (a power of two, the same on every node).
     #[serde(default = "default_partitions")]
     pub partitions: u32,
@@ -168,6 +173,7 @@ impl NodeConfig {
             http,
             peer,
             data_dir,
+            identity_file: None,
             partitions: defaults::PARTITIONS,
             n: defaults::N,
             r: defaults::R,
@@ -225,6 +231,13 @@ impl NodeConfig {
             })
             .collect();
         Ok(Ring::new(self.partitions, specs)?)
+    }
+
+    /// The identity file: the configured one, or `<data_dir>.identity`.
+    pub fn identity_file(&self) -> PathBuf {
+        self.identity_file
+            .clone()
+            .unwrap_or_else(|| crate::identity::default_identity_file(&self.data_dir))
     }
 
     /// The core's share of the settings.

@@ -142,13 +142,8 @@ impl Driver {
                     let _ = tx.send(reply);
                 }
             }
-            Effect::Persist { id, key, clock } => {
-                let job = WriteJob {
-                    id,
-                    key,
-                    value: clock.encode(),
-                };
-                if self.writer.send(job).is_err() {
+            Effect::Persist { id, write } => {
+                if self.writer.send(WriteJob { id, write }).is_err() {
                     fatal("the storage writer stopped");
                 }
             }

@@ -18,6 +18,7 @@ mod core;
 mod driver;
 mod dvvset;
 mod http;
+mod identity;
 mod ids;
 mod metrics;
 mod node;
@@ -29,13 +30,15 @@ mod value;
 
 pub use crate::config::{defaults, ConfigError, Durability, Member, NodeConfig};
 pub use crate::core::{
-    clock_size_estimate, storage_key, ClientId, Core, CoreConfig, Effect, PersistId, Stats, Store,
-    StoreError, Time, MAX_CLOCK_BYTES, MAX_KEY_LEN, MAX_PENDING_PERSISTS, MAX_SIBLINGS,
+    clock_size_estimate, storage_key, ClientId, Core, CoreConfig, Effect, Incarnation, PersistId,
+    Stats, Store, StoreError, Time, Write, EPOCH_LEASE_BLOCK, MAX_CLOCK_BYTES, MAX_KEY_LEN,
+    MAX_PENDING_PERSISTS, MAX_SIBLINGS,
 };
 pub use crate::dvvset::{
     DecodeError, Dot, DvvSet, VersionVector, MAX_CONTEXT_LEN, MAX_COUNTER, MAX_ENTRIES, MAX_VALUES,
 };
 pub use crate::http::router;
+pub use crate::identity::{default_identity_file, FreshIdentity};
 pub use crate::ids::{ActorId, NodeId};
 pub use crate::node::{start, NodeHandle, StartError};
 pub use crate::protocol::{ClientOp, ClientReply, Clock, PeerMessage, RequestId};

@@ -9,7 +9,7 @@
 use crate::config::NodeConfig;
 use crate::core::{Core, PersistId, Stats};
 use crate::driver::{fatal, Driver};
-use crate::ids::{ActorId, NodeId};
+use crate::ids::NodeId;
 use crate::metrics::Metrics;
 use crate::protocol::{ClientOp, ClientReply, PeerMessage};
 use crate::ring::Ring;
@@ -53,20 +53,20 @@ pub struct NodeHandle {
     pub config: Arc<NodeConfig>,
     /// The database, for metrics.
     pub storage: Storage,
-    /// The actor id of this incarnation.
-    pub actor: ActorId,
+    /// The identity this node's actors share (see [`crate::identity`]).
+    pub identity: u64,
     /// The node's metrics, shared by the HTTP layer and the storage writer.
     pub metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
-    /// A clean stop: stop coordinating writes, wait until everything handed to storage is
-    /// durable, then record the stop as clean so the next start keeps this actor id.
+    /// A clean stop: stop coordinating writes and wait until every write handed to storage
+    /// before the stop is durable, so the requests in flight get their answers. (Correctness
+    /// does not depend on it: a crash forgets only writes nobody was told about.)
     pub async fn shutdown(&self) -> Result<(), crate::storage::StorageError> {
         let (tx, rx) = oneshot::channel();
         if self.inputs.send(Input::Drain(tx)).await.is_ok() && rx.await.is_ok() {
             self.storage.persist_all()?;
-            self.storage.mark_clean(self.actor)?;
         }
         Ok(())
     }
@@ -110,7 +110,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             configured: config.partitions,
         });
     }
-    let actor = storage.incarnation()?;
+    let identity_file = config.identity_file();
+    let (incarnation, fresh) = crate::identity::establish(&storage, me, &identity_file)?;
+    if let Some(why) = fresh {
+        tracing::warn!(identity = %format!("{:x}", incarnation.identity), reason = %why, "took a fresh identity");
+    }
     let (inputs, rx) = mpsc::channel::<Input>(INPUT_QUEUE);
 
     let listener = TcpListener::bind(config.peer)
@@ -142,10 +146,15 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         let _ = persisted.blocking_send(Input::Persisted(ids));
     });
 
-    tracing::info!(node = config.id, actor = %actor, "starting");
+    tracing::info!(
+        node = config.id,
+        identity = %format!("{:x}", incarnation.identity),
+        boot = incarnation.boot,
+        "starting"
+    );
     let core = Core::new(
         me,
-        actor,
+        incarnation,
         ring.clone(),
         config.core_config(),
         storage.clone(),
@@ -165,7 +174,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         ring: Arc::new(ring),
         config: Arc::new(config),
         storage,
-        actor,
+        identity: incarnation.identity,
         metrics,
     })
 }

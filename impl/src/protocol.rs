@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol, exchanged in the handshake; peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A key's versions as stored and replicated.
 pub type Clock = DvvSet<Value>;
@@ -98,6 +98,8 @@ pub enum PeerMessage {
     ReplicateAck {
         /// The coordinator's request.
         req: RequestId,
+        /// The key, so an acknowledgement is matched on sender, request and key.
+        key: Bytes,
     },
     /// Coordinator → replica: send me your clock for `key`.
     Read {
@@ -110,6 +112,8 @@ pub enum PeerMessage {
     ReadReply {
         /// The coordinator's request.
         req: RequestId,
+        /// The key, so an answer is matched on sender, request and key.
+        key: Bytes,
         /// The replica's clock.
         clock: Option<Clock>,
     },
@@ -149,13 +153,13 @@ impl PeerMessage {
     pub fn key(&self) -> Option<&Bytes> {
         match self {
             PeerMessage::Replicate { key, .. }
+            | PeerMessage::ReplicateAck { key, .. }
             | PeerMessage::Read { key, .. }
+            | PeerMessage::ReadReply { key, .. }
             | PeerMessage::Repair { key, .. }
             | PeerMessage::Reap { key, .. } => Some(key),
             PeerMessage::Forward { op, .. } => Some(op.key()),
-            PeerMessage::ReplicateAck { .. }
-            | PeerMessage::ReadReply { .. }
-            | PeerMessage::ForwardReply { .. } => None,
+            PeerMessage::ForwardReply { .. } => None,
         }
     }
 }

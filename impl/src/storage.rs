@@ -9,9 +9,8 @@
 //! unknown disk state (fjall poisons the database for the same reason).
 
 use crate::config::Durability;
-use crate::core::{PersistId, Store, StoreError};
+use crate::core::{PersistId, Store, StoreError, Write};
 use crate::driver::fatal;
-use crate::ids::ActorId;
 use crate::protocol::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -31,9 +30,17 @@ pub enum StorageError {
     /// The storage engine failed.
     #[error("storage: {0}")]
     Engine(#[from] fjall::Error),
-    /// A metadata record has the wrong size: refuse to guess (an actor id, a partition count).
+    /// A metadata record has the wrong size: refuse to guess (an identity, a partition count).
     #[error("metadata record {0:?} is corrupt; refusing to start with a guessed value")]
     Corrupt(String),
+    /// The identity file beside the data directory could not be written.
+    #[error("cannot write the identity file {path}: {source}")]
+    IdentityFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// The node's fjall database and its keyspaces.
@@ -49,20 +56,15 @@ pub struct Storage {
 pub struct WriteJob {
     /// Completion token for the core.
     pub id: PersistId,
-    /// Storage key.
-    pub key: Vec<u8>,
-    /// Encoded clock.
-    pub value: Vec<u8>,
+    /// What to write.
+    pub write: Write,
 }
-
-/// Key of the current incarnation's actor id in the `meta` keyspace.
-const ACTOR_KEY: &[u8] = b"actor";
 
 /// The partition count the data was written with.
 const PARTITIONS_KEY: &[u8] = b"partitions";
 
-/// Present (holding the actor id) only after a clean shutdown of that incarnation.
-const CLEAN_KEY: &[u8] = b"clean";
+/// The epoch lease: no epoch at or beyond it was used (see [`crate::core`]'s actors).
+pub(crate) const EPOCH_LEASE_KEY: &[u8] = b"epoch_lease";
 
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 4096;
@@ -84,40 +86,24 @@ impl Storage {
         Ok(Storage { db, data, meta })
     }
 
-    /// The actor id this incarnation writes its dots under (see [`crate::core`]): the previous
-    /// one if it shut down cleanly (every write it coordinated durable), else a fresh random
-    /// id. Made durable before it is returned; called once per start, before the node serves.
-    pub fn incarnation(&self) -> Result<ActorId, StorageError> {
-        let read = |key: &[u8]| -> Result<Option<u64>, StorageError> {
-            match self.meta.get(key)? {
-                None => Ok(None),
-                Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
-                    .map(|b| Some(u64::from_be_bytes(b)))
-                    .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(key).into_owned())),
-            }
-        };
-        let previous = read(ACTOR_KEY)?;
-        let clean = read(CLEAN_KEY)?;
-        let actor = match previous {
-            Some(a) if clean == Some(a) => a,
-            _ => loop {
-                let candidate: u64 = rand::random();
-                if candidate != 0 && Some(candidate) != previous {
-                    break candidate;
-                }
-            },
-        };
-        self.meta.insert(ACTOR_KEY, actor.to_be_bytes())?;
-        self.meta.remove(CLEAN_KEY)?;
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(ActorId(actor))
+    /// A metadata record.
+    pub(crate) fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
     }
 
-    /// Records that incarnation `actor` stopped with every write it coordinated durable, so
-    /// the next start may keep its actor id (keys then do not gain a new actor per restart).
-    pub fn mark_clean(&self, actor: ActorId) -> Result<(), StorageError> {
-        self.meta.insert(CLEAN_KEY, actor.0.to_be_bytes())?;
-        Ok(self.db.persist(PersistMode::SyncAll)?)
+    /// Writes a metadata record (durable only after [`Storage::persist_all`]).
+    pub(crate) fn meta_insert(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        Ok(self.meta.insert(key, value)?)
+    }
+
+    /// A metadata record holding one big-endian `u64`.
+    pub(crate) fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, StorageError> {
+        match self.meta_get(key)? {
+            None => Ok(None),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(key).into_owned())),
+        }
     }
 
     /// Records the partition count `q` on first start and returns the one recorded before if
@@ -176,7 +162,14 @@ impl Storage {
                     let mut batch = storage.db.batch().durability(Some(mode));
                     let mut ids = Vec::with_capacity(jobs.len());
                     for j in jobs {
-                        batch.insert(&storage.data, j.key, j.value);
+                        match j.write {
+                            Write::Clock { key, clock } => {
+                                batch.insert(&storage.data, key, clock.encode())
+                            }
+                            Write::EpochLease(lease) => {
+                                batch.insert(&storage.meta, EPOCH_LEASE_KEY, lease.to_be_bytes())
+                            }
+                        }
                         ids.push(j.id);
                     }
                     let started = std::time::Instant::now();
@@ -213,48 +206,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_actor_id_survives_only_a_clean_stop() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let first = {
-            let s = Storage::open(dir.path()).expect("open");
-            s.incarnation().expect("actor")
-        };
-        // Unclean stop (no mark_clean): the next incarnation gets a new actor id.
-        let second = {
-            let s = Storage::open(dir.path()).expect("open");
-            let a = s.incarnation().expect("actor");
-            s.mark_clean(a).expect("mark clean");
-            a
-        };
-        assert_ne!(first, second);
-        // Clean stop: the id is kept, and the clean mark is consumed by the start.
-        let third = {
-            let s = Storage::open(dir.path()).expect("open");
-            s.incarnation().expect("actor")
-        };
-        assert_eq!(second, third);
-        let fourth = {
-            let s = Storage::open(dir.path()).expect("open");
-            s.incarnation().expect("actor")
-        };
-        assert_ne!(third, fourth);
-    }
-
-    #[test]
     fn the_partition_count_is_fixed_at_the_first_start() {
         let dir = tempfile::tempdir().expect("temp dir");
         let s = Storage::open(dir.path()).expect("open");
         assert_eq!(s.check_partitions(64).expect("first"), None);
         assert_eq!(s.check_partitions(64).expect("same"), None);
         assert_eq!(s.check_partitions(128).expect("changed"), Some(64));
-    }
-
-    #[test]
-    fn a_corrupt_actor_record_refuses_to_start() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let s = Storage::open(dir.path()).expect("open");
-        s.meta.insert(ACTOR_KEY, b"abc".to_vec()).expect("insert");
-        assert!(matches!(s.incarnation(), Err(StorageError::Corrupt(_))));
     }
 
     #[test]
@@ -269,8 +226,10 @@ mod tests {
         for i in 0..100u64 {
             let job = WriteJob {
                 id: PersistId(i),
-                key: i.to_be_bytes().to_vec(),
-                value: clock.encode(),
+                write: Write::Clock {
+                    key: i.to_be_bytes().to_vec(),
+                    clock: clock.clone(),
+                },
             };
             writer.send(job).expect("send");
         }

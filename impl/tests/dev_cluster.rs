@@ -151,21 +151,21 @@ async fn shoal_dev_runs_a_cluster_stops_it_on_ctrl_c_and_keeps_the_data() {
     assert!(status.success(), "{status}");
     assert!(node_pids(&data).is_empty(), "node processes left running");
 
-    // A second start reuses the data, and after a clean stop each node keeps its actor id
-    // (its log names the actor at every start).
+    // A second start reuses the data, and each node keeps its identity (its log names the
+    // identity at every start).
     let (dev, _) = start_dev(&data, http, peer);
     for node in 1..=3 {
         let log = std::fs::read_to_string(data.join(format!("n{node}/node.log"))).expect("log");
         let actors: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("starting"))
-            .filter_map(|l| l.split("actor=").nth(1))
+            .filter_map(|l| l.split("identity=").nth(1))
             .filter_map(|rest| rest.split_whitespace().next())
             .collect();
         assert_eq!(actors.len(), 2, "node {node} log:\n{log}");
         assert_eq!(
             actors[0], actors[1],
-            "node {node} changed actor after a clean stop"
+            "node {node} changed identity after a restart"
         );
     }
     let got = client

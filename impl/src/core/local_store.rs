@@ -8,8 +8,13 @@
 //! reports it durable, [`LocalStore::persisted`] hands back what was waiting on it (a
 //! [`Then`]) so the mechanism that asked can take its next step — an acknowledgement or a
 //! message leaves only after the write it depends on is durable.
+//!
+//! **What leaves the node is visible state.** While a write this node coordinated (a new dot
+//! of its own) waits for the disk, [`LocalStore::visible`] answers with the durable clock
+//! instead: a crash before the write is durable then forgets a dot that no one has seen, so
+//! the node may issue it again (see [`super::actors`]).
 
-use super::outbox::{Outbox, PersistId};
+use super::outbox::{Outbox, PersistId, Write};
 use crate::dvvset::DecodeError;
 use crate::ids::NodeId;
 use crate::protocol::{Clock, RequestId};
@@ -73,6 +78,8 @@ pub(crate) enum Then {
         to: NodeId,
         /// Its request.
         req: RequestId,
+        /// The key written.
+        key: bytes::Bytes,
     },
     /// Nothing waits (read repair, reaping).
     Nothing,
@@ -84,6 +91,9 @@ struct Unsynced {
     clock: Clock,
     /// Writes of this key the shell has not yet reported durable.
     pending: u32,
+    /// Of those, writes this node coordinated: while any is pending, the clock holds a dot of
+    /// ours that must not leave the node.
+    own: u32,
 }
 
 /// This node's clocks: unsynced writes, a cache of durable ones, and the durable store.
@@ -91,7 +101,8 @@ pub(crate) struct LocalStore<S> {
     store: S,
     unsynced: HashMap<Vec<u8>, Unsynced>,
     cache: quick_cache::unsync::Cache<Vec<u8>, Clock, ClockWeight>,
-    persists: HashMap<PersistId, (Vec<u8>, Then)>,
+    /// Pending writes: the storage key (`None` for the epoch lease) and what waits.
+    persists: HashMap<PersistId, (Option<Vec<u8>>, Then)>,
     next_persist: u64,
 }
 
@@ -134,6 +145,26 @@ impl<S: Store> LocalStore<S> {
         Ok(stored)
     }
 
+    /// The clock this node may show others for `skey`: the newest one, unless a write this
+    /// node coordinated is still waiting for the disk — then the durable one, so that no dot
+    /// of ours leaves before it is durable here.
+    pub(crate) fn visible(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        match self.unsynced.get(skey) {
+            Some(u) if u.own == 0 => Ok(Some(u.clock.clone())),
+            Some(_) => self.durable(skey),
+            None => self.load(skey),
+        }
+    }
+
+    /// The durable clock for `skey` (from the cache when it has it); it may be older than
+    /// what the store holds while writes of the key are pending, never newer.
+    fn durable(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        if let Some(clock) = self.cache.get(skey) {
+            return Ok(Some(clock.clone()));
+        }
+        self.store.load(skey)
+    }
+
     /// Whether a write of `skey` is waiting for the disk.
     pub(crate) fn is_unsynced(&self, skey: &[u8]) -> bool {
         self.unsynced.contains_key(skey)
@@ -149,18 +180,37 @@ impl<S: Store> LocalStore<S> {
             .or_insert_with(|| Unsynced {
                 clock: clock.clone(),
                 pending: 0,
+                own: 0,
             });
         slot.clock = clock.clone();
         slot.pending += 1;
-        self.persists.insert(id, (skey.clone(), then));
-        out.persist(id, skey, clock);
+        if matches!(then, Then::CountOwnCopy(_)) {
+            slot.own += 1;
+        }
+        self.persists.insert(id, (Some(skey.clone()), then));
+        out.persist(id, Write::Clock { key: skey, clock });
+    }
+
+    /// Hands a new epoch lease to the shell (see [`super::actors`]); nothing waits on it but
+    /// the writes queued after it, which the shell applies in order.
+    pub(crate) fn persist_lease(&mut self, out: &mut Outbox, lease: u64) {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        self.persists.insert(id, (None, Then::Nothing));
+        out.persist(id, Write::EpochLease(lease));
     }
 
     /// The shell reports write `id` durable: what waited on it, if the id was ours.
     pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Then> {
         let (skey, then) = self.persists.remove(&id)?;
+        let Some(skey) = skey else {
+            return Some(then);
+        };
         if let Some(u) = self.unsynced.get_mut(&skey) {
-            u.pending -= 1;
+            u.pending = u.pending.saturating_sub(1);
+            if matches!(then, Then::CountOwnCopy(_)) {
+                u.own = u.own.saturating_sub(1);
+            }
             if u.pending == 0 {
                 // The writer commits in order, so the last clock handed to it is what the
                 // store now holds.

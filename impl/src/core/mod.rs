@@ -40,6 +40,7 @@
 //! [`outbox`] of effects and the counters. A new mechanism is a new module with its own state
 //! struct, one field in [`Core`], and one arm per input it handles.
 
+mod actors;
 mod coordinator;
 mod local_store;
 mod outbox;
@@ -47,10 +48,11 @@ mod read_repair;
 mod reap;
 mod replica;
 
+pub use actors::{Incarnation, EPOCH_LEASE_BLOCK};
 pub use local_store::{clock_size_estimate, storage_key, Store, StoreError};
-pub use outbox::{ClientId, Effect, PersistId};
+pub use outbox::{ClientId, Effect, PersistId, Write};
 
-use crate::ids::{ActorId, NodeId};
+use crate::ids::NodeId;
 use crate::protocol::{ClientOp, PeerMessage};
 use crate::ring::Ring;
 use coordinator::{Coordinator, Waiter};
@@ -170,16 +172,21 @@ pub struct Core<S> {
 }
 
 impl<S: Store> Core<S> {
-    /// A core for node `id` whose incarnation writes under `actor`, holding `ring` and reading
-    /// durable clocks from `store`. The shell must have made `actor` durable and must never
-    /// reuse it after an unclean stop (see the module documentation).
-    pub fn new(id: NodeId, actor: ActorId, ring: Ring, config: CoreConfig, store: S) -> Self {
+    /// A core for node `id` in `incarnation`, holding `ring` and reading durable clocks from
+    /// `store`. The shell must have made the incarnation durable (see [`Incarnation`]).
+    pub fn new(
+        id: NodeId,
+        incarnation: Incarnation,
+        ring: Ring,
+        config: CoreConfig,
+        store: S,
+    ) -> Self {
         Core {
             id,
             ring,
             store: LocalStore::new(store, config.cache_bytes),
             config,
-            coordinator: Coordinator::new(actor),
+            coordinator: Coordinator::new(&incarnation),
             out: Outbox::default(),
             stats: Stats::default(),
         }
@@ -190,9 +197,9 @@ impl<S: Store> Core<S> {
         self.id
     }
 
-    /// The actor id this incarnation names its writes with.
-    pub fn actor(&self) -> ActorId {
-        self.coordinator.actor()
+    /// The identity of the actors this node names its writes with.
+    pub fn identity(&self) -> u64 {
+        self.coordinator.identity()
     }
 
     /// The ring this node places keys with.
@@ -276,9 +283,11 @@ impl<S: Store> Core<S> {
             PeerMessage::Repair { key, clock } => replica::on_repair(env, key, clock),
             PeerMessage::Read { req, key } => replica::on_read(env, from, req, key),
             PeerMessage::Reap { key, clock } => reap::on_reap(env, key, clock),
-            PeerMessage::ReplicateAck { req } => coordinator.on_replicate_ack(env, from, req),
-            PeerMessage::ReadReply { req, clock } => {
-                coordinator.on_read_reply(env, from, req, clock)
+            PeerMessage::ReplicateAck { req, key } => {
+                coordinator.on_replicate_ack(env, from, req, &key)
+            }
+            PeerMessage::ReadReply { req, key, clock } => {
+                coordinator.on_read_reply(env, from, req, &key, clock)
             }
             PeerMessage::Forward { req, op } => {
                 coordinator.start(env, now, Waiter::Forwarded { from, req }, op)
@@ -298,8 +307,8 @@ impl<S: Store> Core<S> {
             let (coordinator, mut env) = self.parts();
             match then {
                 Then::CountOwnCopy(req) => coordinator.own_copy_durable(&mut env, req),
-                Then::Acknowledge { to, req } => {
-                    env.out.send(to, PeerMessage::ReplicateAck { req })
+                Then::Acknowledge { to, req, key } => {
+                    env.out.send(to, PeerMessage::ReplicateAck { req, key })
                 }
                 Then::Nothing => {}
             }

@@ -34,17 +34,30 @@ pub enum Effect {
         /// The answer.
         reply: ClientReply,
     },
-    /// Make `clock` durable under `key`, then call [`super::Core::handle_persisted`] with
-    /// `id`. Writes may be grouped into one commit; completions may be reported in any order,
-    /// but only after the data is durable per the configured mode.
+    /// Make `write` durable, then call [`super::Core::handle_persisted`] with `id`. Writes
+    /// must be applied in the order they are emitted (a later write may depend on an earlier
+    /// one, like a clock on the epoch lease it uses); they may be grouped into one commit, and
+    /// completions reported only once the data is durable per the configured mode.
     Persist {
         /// Completion token.
         id: PersistId,
+        /// What to store.
+        write: Write,
+    },
+}
+
+/// A write to durable storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Store `clock` under `key` in the data keyspace (it replaces what is there).
+    Clock {
         /// Storage key (see [`super::storage_key`]).
         key: Vec<u8>,
-        /// The full clock to store (it replaces what is there).
+        /// The full clock.
         clock: Clock,
     },
+    /// Record that no epoch at or beyond this one has been used (see [`super::actors`]).
+    EpochLease(u64),
 }
 
 /// The queue of effects.
@@ -65,8 +78,8 @@ impl Outbox {
     }
 
     /// Queues a write (only [`super::local_store::LocalStore`] calls this).
-    pub(crate) fn persist(&mut self, id: PersistId, key: Vec<u8>, clock: Clock) {
-        self.effects.push_back(Effect::Persist { id, key, clock });
+    pub(crate) fn persist(&mut self, id: PersistId, write: Write) {
+        self.effects.push_back(Effect::Persist { id, write });
     }
 
     /// The next effect, oldest first.

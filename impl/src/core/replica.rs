@@ -24,11 +24,15 @@ pub(super) fn on_replicate<S: Store>(
         // Unreadable storage: send no ack; the coordinator counts us as not answering.
         return;
     };
-    let then = Then::Acknowledge { to: from, req };
+    let then = Then::Acknowledge {
+        to: from,
+        req,
+        key: key.clone(),
+    };
     match merged(local.as_ref(), &clock) {
         // Already durable here (and no write of it pending): acknowledge at once.
         None if !env.store.is_unsynced(&skey) => {
-            env.out.send(from, PeerMessage::ReplicateAck { req })
+            env.out.send(from, PeerMessage::ReplicateAck { req, key })
         }
         // Already here but not yet durable: acknowledge once the same clock is.
         None => {
@@ -49,11 +53,13 @@ pub(super) fn on_repair<S: Store>(env: &mut Env<S>, key: Bytes, clock: Clock) {
     }
 }
 
-/// A coordinator asks for our clock of `key`.
+/// A coordinator asks for our clock of `key`: we answer with what we may show (no dot of
+/// ours that is not yet durable).
 pub(super) fn on_read<S: Store>(env: &mut Env<S>, from: NodeId, req: RequestId, key: Bytes) {
     let skey = env.storage_key(&key);
-    if let Ok(clock) = env.store.load(&skey) {
-        env.out.send(from, PeerMessage::ReadReply { req, clock });
+    if let Ok(clock) = env.store.visible(&skey) {
+        env.out
+            .send(from, PeerMessage::ReadReply { req, key, clock });
     }
 }
 

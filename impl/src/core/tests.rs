@@ -3,7 +3,15 @@
 
 use super::*;
 use crate::dvvset::VersionVector;
-use crate::ids::ActorId;
+
+/// An incarnation of identity `identity`, started for the `boot`-th time.
+fn incarnation(identity: u64, boot: u64) -> Incarnation {
+    Incarnation {
+        identity,
+        first_epoch: 0,
+        boot,
+    }
+}
 use crate::protocol::{ClientReply, Clock, RequestId};
 use crate::ring::NodeSpec;
 use crate::value::Value;
@@ -28,6 +36,13 @@ struct Sim {
     network: Vec<(NodeId, NodeId, PeerMessage)>,
     /// Persists requested but not yet durable, per node.
     pending: Vec<(NodeId, PersistId, Vec<u8>, Clock)>,
+    /// Epoch leases requested and not yet durable, per node.
+    leases: Vec<(NodeId, PersistId, u64)>,
+    /// The durable epoch lease per node.
+    leases_durable: BTreeMap<u64, u64>,
+    /// Starts per node.
+    boots: BTreeMap<u64, u64>,
+    config: CoreConfig,
     replies: BTreeMap<ClientId, ClientReply>,
     now: Time,
 }
@@ -40,7 +55,7 @@ impl Sim {
                 let store = MemStore::default();
                 let core = Core::new(
                     NodeId(i),
-                    ActorId(100 + i),
+                    incarnation(100 + i, 1),
                     ring.clone(),
                     config.clone(),
                     store.clone(),
@@ -52,6 +67,10 @@ impl Sim {
             nodes,
             network: Vec::new(),
             pending: Vec::new(),
+            leases: Vec::new(),
+            leases_durable: BTreeMap::new(),
+            boots: BTreeMap::new(),
+            config: config.clone(),
             replies: BTreeMap::new(),
             now: Duration::ZERO,
         }
@@ -70,9 +89,14 @@ impl Sim {
                     Effect::Reply { client, reply } => {
                         self.replies.insert(client, reply);
                     }
-                    Effect::Persist { id: p, key, clock } => {
-                        self.pending.push((*id, p, key, clock))
-                    }
+                    Effect::Persist {
+                        id: p,
+                        write: Write::Clock { key, clock },
+                    } => self.pending.push((*id, p, key, clock)),
+                    Effect::Persist {
+                        id: p,
+                        write: Write::EpochLease(lease),
+                    } => self.leases.push((*id, p, lease)),
                 }
             }
         }
@@ -81,6 +105,15 @@ impl Sim {
     /// Makes every pending write durable.
     fn sync_disks(&mut self) {
         self.drain();
+        for (node, p, lease) in std::mem::take(&mut self.leases) {
+            let now = self.now;
+            self.leases_durable.insert(node.0, lease);
+            self.nodes
+                .get_mut(&node)
+                .expect("node")
+                .0
+                .handle_persisted(now, [p]);
+        }
         for (node, p, key, clock) in std::mem::take(&mut self.pending) {
             let now = self.now;
             let (core, store) = self.nodes.get_mut(&node).expect("node");
@@ -132,6 +165,43 @@ impl Sim {
         self.client(node, client, get(key));
         self.run(&[]);
         found(self.replies.get(&ClientId(client)))
+    }
+
+    /// Makes the `i`-th pending write durable and collects what follows.
+    fn complete_write(&mut self, i: usize) {
+        let (node, p, key, clock) = self.pending.remove(i);
+        self.nodes[&node].1 .0.borrow_mut().insert(key, clock);
+        let now = self.now;
+        self.core(node.0).handle_persisted(now, [p]);
+        self.drain();
+    }
+
+    /// Delivers every message in flight once, then collects what follows.
+    fn deliver_all(&mut self) {
+        for (from, to, msg) in std::mem::take(&mut self.network) {
+            let now = self.now;
+            self.core(to.0).handle_peer(now, from, msg);
+        }
+        self.drain();
+    }
+
+    /// Node `id` crashes (losing its unsynced writes and volatile state) and starts again on
+    /// its store, with the same identity and the epoch lease it made durable.
+    fn restart(&mut self, id: u64) {
+        self.drain();
+        self.pending.retain(|(n, ..)| n.0 != id);
+        self.leases.retain(|(n, ..)| n.0 != id);
+        let ring = self.nodes[&NodeId(id)].0.ring().clone();
+        let boot = self.boots.entry(id).or_insert(1);
+        *boot += 1;
+        let incarnation = Incarnation {
+            identity: 100 + id,
+            first_epoch: self.leases_durable.get(&id).copied().unwrap_or(0),
+            boot: *boot,
+        };
+        let store = self.nodes[&NodeId(id)].1.clone();
+        let core = Core::new(NodeId(id), incarnation, ring, self.config.clone(), store);
+        self.nodes.get_mut(&NodeId(id)).expect("node").0 = core;
     }
 
     fn advance(&mut self, by: Duration) {
@@ -221,63 +291,78 @@ fn nothing_is_acknowledged_before_w_copies_are_durable() {
     };
     let mut sim = Sim::new(3, config);
     sim.client(1, 1, put("k", "v", VersionVector::new()));
-    // The coordinator persists its copy and replicates at once.
+    // The coordinator persists its copy; its new dot does not leave the node before that.
     assert_eq!(sim.pending.len(), 1);
-    assert_eq!(sim.network.len(), 2);
-    let coordinator_write = sim.pending.remove(0);
-    for (from, to, msg) in std::mem::take(&mut sim.network) {
-        let now = sim.now;
-        sim.nodes
-            .get_mut(&to)
-            .expect("node")
-            .0
-            .handle_peer(now, from, msg);
-    }
-    sim.drain();
+    assert!(sim.network.is_empty());
+    sim.complete_write(0);
+    assert_eq!(sim.network.len(), 2, "replicated once durable");
+    sim.deliver_all();
     // Replicas persist first; no ack leaves before that.
     assert!(sim.network.is_empty());
     assert_eq!(sim.pending.len(), 2);
-    sim.run(&[]);
-    // Both replicas acknowledged, but W = 3 needs the coordinator's own durable copy too.
-    assert!(sim.replies.is_empty());
-    let (node, p, key, clock) = coordinator_write;
-    sim.nodes[&node].1 .0.borrow_mut().insert(key, clock);
-    let now = sim.now;
-    sim.core(node.0).handle_persisted(now, [p]);
-    sim.drain();
+    assert!(sim.replies.is_empty(), "one durable copy of W = 3");
+    sim.complete_write(0);
+    sim.deliver_all();
+    assert!(sim.replies.is_empty(), "two durable copies of W = 3");
+    sim.complete_write(0);
+    sim.deliver_all();
     assert!(sim.stored(1));
 }
 
 #[test]
-fn a_restarted_node_never_reuses_a_dot_it_forgot() {
-    // Node 1 coordinates a write, replicates it, and crashes before its own copy is durable.
+fn a_crash_before_the_coordinators_copy_is_durable_leaks_no_dot() {
+    // Node 1 coordinates a write and crashes before its own copy is durable: nothing left the
+    // node, so the restarted node, under the same identity, may issue that dot again.
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "first", VersionVector::new()));
-    sim.pending.retain(|(node, ..)| *node != NodeId(1));
-    for (from, to, msg) in std::mem::take(&mut sim.network) {
-        let now = sim.now;
-        sim.nodes
-            .get_mut(&to)
-            .expect("node")
-            .0
-            .handle_peer(now, from, msg);
-    }
-    sim.run(&[1]);
-    // It restarts with the next epoch and an empty memory; its store never got the write.
-    let ring = sim.core(1).ring().clone();
-    let store = sim.nodes[&NodeId(1)].1.clone();
-    let restarted = Core::new(NodeId(1), ActorId(201), ring, CoreConfig::default(), store);
-    assert_ne!(restarted.actor(), sim.core(1).actor());
-    sim.nodes.get_mut(&NodeId(1)).expect("node").0 = restarted;
+    assert!(
+        sim.network.is_empty(),
+        "nothing sent before the write is durable"
+    );
+    sim.restart(1);
     sim.client(1, 2, put("k", "second", VersionVector::new()));
     sim.run(&[]);
+    assert!(sim.stored(2));
+    assert!(
+        !sim.replies.contains_key(&ClientId(1)),
+        "never acknowledged"
+    );
     sim.client(2, 3, get("k"));
     sim.run(&[]);
-    // Both values survive: the second write got a fresh dot, not the forgotten one.
-    assert_eq!(
-        found(sim.replies.get(&ClientId(3))).0,
-        vec!["first", "second"]
-    );
+    assert_eq!(found(sim.replies.get(&ClientId(3))).0, vec!["second"]);
+}
+
+#[test]
+fn a_read_does_not_show_a_dot_of_the_coordinator_before_it_is_durable() {
+    let config = CoreConfig {
+        r: 1,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    // A read through the same node while its copy waits for the disk: the node answers with
+    // what is durable (nothing), not with the undurable write.
+    sim.client(1, 2, get("k"));
+    assert!(found(sim.replies.get(&ClientId(2))).0.is_empty());
+    sim.run(&[]);
+    sim.client(1, 3, get("k"));
+    assert_eq!(found(sim.replies.get(&ClientId(3))).0, vec!["v"]);
+}
+
+#[test]
+fn a_key_whose_history_was_lost_starts_a_new_epoch_instead_of_reusing_dots() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "a", VersionVector::new()));
+    sim.run(&[]);
+    // Node 1 loses its record of k (a dropped history, an unreadable record) and restarts.
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    sim.nodes[&NodeId(1)].1 .0.borrow_mut().remove(&skey);
+    sim.restart(1);
+    sim.client(1, 2, put("k", "b", VersionVector::new()));
+    sim.run(&[]);
+    assert!(sim.stored(2));
+    // Reissuing a's dot would make the replicas take b for a write they already have.
+    assert_eq!(sim.read(2, 3, "k").0, vec!["a", "b"]);
 }
 
 #[test]
@@ -439,14 +524,7 @@ fn a_late_reply_to_an_earlier_incarnation_is_not_taken_for_a_new_answer() {
     // Node 1 asks for x; the answers are still in flight when it restarts.
     sim.client(1, 3, get("x"));
     let late = std::mem::take(&mut sim.network);
-    let ring = sim.core(1).ring().clone();
-    let store = sim.nodes[&NodeId(1)].1.clone();
-    let config = CoreConfig {
-        r: 3,
-        ..CoreConfig::default()
-    };
-    sim.nodes.get_mut(&NodeId(1)).expect("node").0 =
-        Core::new(NodeId(1), ActorId(301), ring, config, store);
+    sim.restart(1);
     // The new incarnation asks for y, then the old question's answers arrive.
     sim.client(1, 4, get("y"));
     for (from, to, msg) in late {
@@ -501,7 +579,11 @@ fn a_write_that_would_exceed_the_sibling_limit_is_refused_and_stores_nothing() {
 fn a_draining_node_refuses_new_writes_and_waits_only_for_writes_before_the_drain() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v", VersionVector::new()));
-    assert_eq!(sim.core(1).pending_persists(), 1);
+    assert_eq!(
+        sim.core(1).pending_persists(),
+        2,
+        "the epoch lease and the write"
+    );
     let mark = sim.core(1).set_draining(true);
     assert!(!sim.core(1).durable_up_to(mark));
     sim.client(1, 2, put("k", "late", VersionVector::new()));
@@ -515,26 +597,15 @@ fn a_draining_node_refuses_new_writes_and_waits_only_for_writes_before_the_drain
     // Another coordinator's write makes node 1 persist a replica copy after the mark: it
     // issues no dot of node 1's, so the drain does not wait for it.
     sim.client(2, 3, put("other", "x", VersionVector::new()));
-    sim.drain();
-    for (from, to, msg) in std::mem::take(&mut sim.network) {
-        let now = sim.now;
-        sim.nodes
-            .get_mut(&to)
-            .expect("node")
-            .0
-            .handle_peer(now, from, msg);
-    }
-    sim.drain();
-    let (node, p, key, clock) = sim
-        .pending
-        .iter()
-        .find(|(n, ..)| *n == NodeId(1))
-        .cloned()
-        .expect("node 1's own write is pending");
-    sim.pending.retain(|(_, q, ..)| *q != p);
-    sim.nodes[&node].1 .0.borrow_mut().insert(key, clock);
+    let theirs = sim.pending.iter().position(|(n, ..)| *n == NodeId(2));
+    sim.complete_write(theirs.expect("node 2's own write is pending"));
+    sim.deliver_all();
     let now = sim.now;
-    sim.core(1).handle_persisted(now, [p]);
+    for (node, p, _) in std::mem::take(&mut sim.leases) {
+        sim.core(node.0).handle_persisted(now, [p]);
+    }
+    let ours = sim.pending.iter().position(|(n, ..)| *n == NodeId(1));
+    sim.complete_write(ours.expect("node 1's own write is pending"));
     assert!(
         sim.core(1).durable_up_to(mark),
         "only writes before the drain count"

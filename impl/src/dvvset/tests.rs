@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 type Clock = DvvSet<String>;
 
 fn id(c: char) -> ActorId {
-    ActorId(c as u64)
+    ActorId::new(c as u64, 0)
 }
 
 fn s(v: &str) -> String {
@@ -138,8 +138,15 @@ fn retain_values_keeps_history_so_dropped_values_stay_dropped() {
 
 #[test]
 fn context_string_round_trips_and_rejects_garbage() {
-    let vv = VersionVector::from_pairs([(ActorId(3), 7), (ActorId(1), 2), (ActorId(3), 9)]);
-    assert_eq!(vv.pairs(), &[(ActorId(1), 2), (ActorId(3), 9)]);
+    let vv = VersionVector::from_pairs([
+        (ActorId::new(3, 0), 7),
+        (ActorId::new(1, 0), 2),
+        (ActorId::new(3, 0), 9),
+    ]);
+    assert_eq!(
+        vv.pairs(),
+        &[(ActorId::new(1, 0), 2), (ActorId::new(3, 0), 9)]
+    );
     let text = vv.to_context_string();
     assert!(text
         .chars()
@@ -156,17 +163,20 @@ fn context_string_round_trips_and_rejects_garbage() {
         Err(DecodeError::TooLong(MAX_CONTEXT_LEN + 1))
     );
     // Unsorted ids, zero counters and huge counters are refused.
-    let unsorted = encode_versioned(&vec![(ActorId(3), 1u64), (ActorId(1), 1u64)]);
+    let unsorted = encode_versioned(&vec![
+        (ActorId::new(3, 0), 1u64),
+        (ActorId::new(1, 0), 1u64),
+    ]);
     assert!(matches!(
         VersionVector::decode(&unsorted),
         Err(DecodeError::Invalid(_))
     ));
-    let zero = encode_versioned(&vec![(ActorId(1), 0u64)]);
+    let zero = encode_versioned(&vec![(ActorId::new(1, 0), 0u64)]);
     assert!(matches!(
         VersionVector::decode(&zero),
         Err(DecodeError::Invalid(_))
     ));
-    let huge = encode_versioned(&vec![(ActorId(1), u64::MAX)]);
+    let huge = encode_versioned(&vec![(ActorId::new(1, 0), u64::MAX)]);
     assert!(matches!(
         VersionVector::decode(&huge),
         Err(DecodeError::Invalid(_))
@@ -186,7 +196,7 @@ fn context_string_round_trips_and_rejects_garbage() {
 }
 
 fn vv_bytes() -> Vec<u8> {
-    VersionVector::from_pairs([(ActorId(1), 1)]).encode()
+    VersionVector::from_pairs([(ActorId::new(1, 0), 1)]).encode()
 }
 
 #[test]
@@ -259,7 +269,7 @@ fn run(ops: &[Op]) -> Result<Run, TestCaseError> {
                 let ctx = read_from.map(|r| replicas[r].join()).unwrap_or_default();
                 let value = format!("v{n}");
                 let old = replicas[coord].clone();
-                let new = old.update(&ctx, value.clone(), ActorId(coord as u64));
+                let new = old.update(&ctx, value.clone(), ActorId::new(coord as u64, 0));
                 // The new history strictly dominates the context and the old local history.
                 let vv = new.join();
                 prop_assert!(vv.descends(&ctx) && vv != ctx);
@@ -275,7 +285,7 @@ fn run(ops: &[Op]) -> Result<Run, TestCaseError> {
                 let got: BTreeSet<&String> = new.values().into_iter().collect();
                 prop_assert_eq!(got, expected);
                 let dot = dot_of(&new, &value).ok_or_else(|| TestCaseError::fail("no dot"))?;
-                prop_assert_eq!(dot.actor, ActorId(coord as u64));
+                prop_assert_eq!(dot.actor, ActorId::new(coord as u64, 0));
                 writes.insert(value, (ctx, dot));
                 replicas[coord] = new;
             }

@@ -128,6 +128,11 @@ impl Cluster {
         }
     }
 
+    /// Node `id`'s data directory (its identity file sits beside it, `db.identity`).
+    pub fn data_dir(&mut self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}")).join("db")
+    }
+
     /// The node's log so far.
     pub fn log(&mut self, id: u64) -> String {
         std::fs::read_to_string(&self.node(id).log).unwrap_or_default()

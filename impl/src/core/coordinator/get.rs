@@ -1,8 +1,9 @@
 //! A quorum get: ask every replica, answer with the merge of the first `R` answers, keep
 //! collecting until all `N` answered or the deadline passed, then repair stale replicas.
 //!
-//! Each replica's answer counts once, and only from a node of the key's preference list: a
-//! duplicated or stray reply cannot make `R` answers out of fewer replicas.
+//! Each replica's answer counts once, only from a node of the key's preference list and only
+//! for the key asked: a duplicated or stray reply cannot make `R` answers out of fewer
+//! replicas, nor a late answer about another key pass for this one.
 
 use super::{answer, Coordinator, Kind, Request, Waiter};
 use crate::core::{read_repair, Env, Store, Time};
@@ -64,7 +65,7 @@ impl Coordinator {
         }
         if replicas.contains(&me) {
             let skey = env.storage_key(&key);
-            if let Ok(local) = env.store.load(&skey) {
+            if let Ok(local) = env.store.visible(&skey) {
                 self.record_answer(env, req, me, local);
             }
         }
@@ -76,10 +77,17 @@ impl Coordinator {
         env: &mut Env<S>,
         from: NodeId,
         req: RequestId,
+        key: &[u8],
         clock: Option<Clock>,
     ) {
-        env.stats.replica_responses += 1;
-        self.record_answer(env, req, from, clock);
+        let ours = matches!(
+            self.requests.get(&req).map(|r| &r.kind),
+            Some(Kind::Get(g)) if g.key == key
+        );
+        if ours {
+            env.stats.replica_responses += 1;
+            self.record_answer(env, req, from, clock);
+        }
     }
 
     fn record_answer<S: Store>(

@@ -16,9 +16,10 @@ mod forward;
 mod get;
 mod put;
 
+use super::actors::{Actors, Incarnation};
 use super::{Env, Store, Time};
 use crate::core::ClientId;
-use crate::ids::{ActorId, NodeId};
+use crate::ids::NodeId;
 use crate::protocol::{ClientOp, ClientReply, PeerMessage, RequestId};
 use std::collections::{BTreeSet, HashMap};
 
@@ -54,8 +55,8 @@ enum Kind {
 
 /// The requests this node coordinates.
 pub(crate) struct Coordinator {
-    /// The id this incarnation writes dots under (see the core's module documentation).
-    actor: ActorId,
+    /// The actors this node issues dots under.
+    actors: Actors,
     /// While set, no new write is coordinated here (a clean shutdown is draining).
     draining: bool,
     requests: HashMap<RequestId, Request>,
@@ -64,21 +65,21 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator writing under `actor`. Request ids start from the actor id's low half,
-    /// so they are distinct per incarnation.
-    pub(crate) fn new(actor: ActorId) -> Self {
+    /// The coordinator of `incarnation`. Request ids carry the incarnation's boot number in
+    /// their top 24 bits, so they are distinct across the node's last 16 million starts.
+    pub(crate) fn new(incarnation: &Incarnation) -> Self {
         Coordinator {
-            actor,
+            actors: Actors::new(incarnation),
             draining: false,
             requests: HashMap::new(),
             deadlines: BTreeSet::new(),
-            next_request: actor.0 << 32 | 1,
+            next_request: (incarnation.boot << 40) | 1,
         }
     }
 
-    /// The actor id dots are issued under.
-    pub(crate) fn actor(&self) -> ActorId {
-        self.actor
+    /// The identity of this node's actors.
+    pub(crate) fn identity(&self) -> u64 {
+        self.actors.identity()
     }
 
     /// Stops (or resumes) coordinating writes.

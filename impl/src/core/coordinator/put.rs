@@ -1,15 +1,16 @@
-//! A quorum put: update the coordinator's clock, persist and replicate it, answer once `W`
-//! replicas hold it durably.
+//! A quorum put: update the coordinator's clock, persist it, then replicate it; answer once
+//! `W` replicas hold it durably.
 //!
-//! The coordinator counts its own copy only once the shell reports it durable, and every
-//! other replica's only once that replica acknowledged its durable copy; an acknowledgement
-//! from a node outside the preference list, or a second one from the same node, counts for
-//! nothing. A delete whose result holds only tombstones waits on, after answering, until every
+//! The new clock carries a dot of this node's, so it is replicated only once the
+//! coordinator's own copy is durable (see [`crate::core::actors`]). The coordinator counts its
+//! own copy then, and every other replica's only once that replica acknowledged its durable
+//! copy; an acknowledgement from a node outside the preference list, for another key, or a
+//! second one from the same node, counts for nothing. A delete whose result holds only tombstones waits on, after answering, until every
 //! replica acknowledged it, and then has its tombstones reaped (see [`crate::core::reap`]).
 
 use super::{answer, Coordinator, Kind, Waiter};
 use crate::core::local_store::Then;
-use crate::core::{reap, Env, Store, Time, MAX_CLOCK_BYTES, MAX_SIBLINGS};
+use crate::core::{reap, Env, Store, StoreError, Time, MAX_CLOCK_BYTES, MAX_SIBLINGS};
 use crate::dvvset::VersionVector;
 use crate::ids::{ActorId, NodeId};
 use crate::protocol::{ClientReply, Clock, PeerMessage, RequestId};
@@ -27,6 +28,9 @@ pub(super) struct Write {
 /// A put waiting for `required` durable copies among `replicas`.
 #[derive(Clone, Debug)]
 pub(super) struct PutState {
+    key: Bytes,
+    /// The new clock, replicated once the coordinator's copy is durable (then dropped).
+    clock: Option<Clock>,
     replicas: Vec<NodeId>,
     acked: Vec<NodeId>,
     required: usize,
@@ -65,16 +69,21 @@ impl Coordinator {
             w,
         } = write;
         let skey = env.storage_key(&key);
-        let Ok(local) = env.store.load(&skey) else {
-            let reply = ClientReply::Unavailable {
-                required: w,
-                answered: 0,
-            };
-            return answer(env, waiter, reply);
+        let local = match env.store.load(&skey) {
+            Ok(local) => local,
+            // An unreadable record is a lost history: start the key afresh under a new epoch
+            // (the write replaces the record; the other replicas still hold what it held).
+            Err(StoreError::Corrupt(_)) => None,
+            Err(StoreError::Engine(_)) => {
+                let reply = ClientReply::Unavailable {
+                    required: w,
+                    answered: 0,
+                };
+                return answer(env, waiter, reply);
+            }
         };
-        let clock = local
-            .unwrap_or_default()
-            .update(&context, value, self.actor);
+        let actor = self.actors.actor_for(local.as_ref(), env.store, env.out);
+        let clock = local.unwrap_or_default().update(&context, value, actor);
         let (values, bytes) = (clock.size(), crate::core::clock_size_estimate(&clock));
         if values > MAX_SIBLINGS || bytes > MAX_CLOCK_BYTES {
             let reason = format!(
@@ -82,13 +91,13 @@ impl Coordinator {
             );
             return answer(env, waiter, ClientReply::TooLarge(reason));
         }
-        let reply_context = reply_context(&clock, &context, self.actor);
-        let me = env.id;
-        let sends: Vec<NodeId> = replicas.iter().copied().filter(|n| *n != me).collect();
+        let reply_context = reply_context(&clock, &context, actor);
         let tombstones_only = clock.size() > 0 && clock.values().iter().all(|v| v.is_tombstone());
         let reap =
             (env.config.reap_tombstones && tombstones_only).then(|| (key.clone(), clock.clone()));
         let state = PutState {
+            key,
+            clock: Some(clock.clone()),
             replicas,
             acked: Vec::new(),
             required: w,
@@ -98,29 +107,31 @@ impl Coordinator {
             reap,
         };
         let req = self.register(env, now, waiter, Kind::Put(state));
-        // Replicate while our own copy is being synced: the actor id's epoch guarantees the
-        // new dot is never reissued even if this node crashes before its copy is durable.
-        for to in sends {
-            let msg = PeerMessage::Replicate {
-                req,
-                key: key.clone(),
-                clock: clock.clone(),
-            };
-            env.out.send(to, msg);
-        }
         env.store
             .persist(env.out, skey, clock, Then::CountOwnCopy(req));
     }
 
-    /// The coordinator's own copy is durable: it counts towards `W`.
+    /// The coordinator's own copy is durable: it counts towards `W`, and the new clock may now
+    /// leave the node.
     pub(crate) fn own_copy_durable<S: Store>(&mut self, env: &mut Env<S>, req: RequestId) {
         let me = env.id;
-        if let Some(Kind::Put(p)) = self.requests.get_mut(&req).map(|r| &mut r.kind) {
-            if !p.acked.contains(&me) {
-                p.acked.push(me);
+        let Some(Kind::Put(p)) = self.requests.get_mut(&req).map(|r| &mut r.kind) else {
+            return;
+        };
+        if let Some(clock) = p.clock.take() {
+            for to in p.replicas.iter().filter(|n| **n != me) {
+                let msg = PeerMessage::Replicate {
+                    req,
+                    key: p.key.clone(),
+                    clock: clock.clone(),
+                };
+                env.out.send(*to, msg);
             }
-            self.check_put(env, req);
         }
+        if !p.acked.contains(&me) {
+            p.acked.push(me);
+        }
+        self.check_put(env, req);
     }
 
     /// A replica reports its copy durable.
@@ -129,11 +140,12 @@ impl Coordinator {
         env: &mut Env<S>,
         from: NodeId,
         req: RequestId,
+        key: &[u8],
     ) {
         let Some(Kind::Put(p)) = self.requests.get_mut(&req).map(|r| &mut r.kind) else {
             return;
         };
-        if p.replicas.contains(&from) && !p.acked.contains(&from) {
+        if p.key == key && p.replicas.contains(&from) && !p.acked.contains(&from) {
             p.acked.push(from);
             env.stats.replica_responses += 1;
         }
