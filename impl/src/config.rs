@@ -5,6 +5,7 @@
 //! http = "127.0.0.1:8701"
 //! peer = "127.0.0.1:9701"
 //! data_dir = "shoal-data/n1"
+//! secret_file = "shoal-data/secret"   # the cluster secret, the same file content on every node
 //! partitions = 64
 //! n = 3
 //! r = 2
@@ -102,6 +103,9 @@ pub struct NodeConfig {
     pub peer: SocketAddr,
     /// Where fjall keeps this node's data.
     pub data_dir: PathBuf,
+    /// The file holding the cluster secret peers authenticate each other with (at least 16
+    /// bytes; surrounding whitespace is ignored). Every node of a cluster reads the same one.
+    pub secret_file: PathBuf,
     /// The identity file kept beside the data directory (default `<data_dir>.identity`);
     /// it tells a restored or copied data directory from the node's own (see the node's
     /// `identity` module). Never copy it with the data.
@@ -130,6 +134,27 @@ pub struct NodeConfig {
     pub max_value_bytes: usize,
     /// The static membership.
     pub nodes: Vec<Member>,
+}
+
+/// Why the cluster secret cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The file could not be read.
+    #[error("cannot read the cluster secret {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The secret is too short to resist guessing.
+    #[error("the cluster secret in {path} is {len} bytes; at least {} are required (`shoal dev` writes one; or `head -c 32 /dev/urandom | base64 > FILE`)", crate::transport::MIN_SECRET)]
+    TooShort {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
 }
 
 /// Why a configuration cannot be used.
@@ -166,6 +191,7 @@ impl NodeConfig {
         http: SocketAddr,
         peer: SocketAddr,
         data_dir: PathBuf,
+        secret_file: PathBuf,
         nodes: Vec<Member>,
     ) -> NodeConfig {
         NodeConfig {
@@ -173,6 +199,7 @@ impl NodeConfig {
             http,
             peer,
             data_dir,
+            secret_file,
             identity_file: None,
             partitions: defaults::PARTITIONS,
             n: defaults::N,
@@ -231,6 +258,21 @@ impl NodeConfig {
             })
             .collect();
         Ok(Ring::new(self.partitions, specs)?)
+    }
+
+    /// The cluster secret, read from `secret_file`.
+    pub fn secret(&self) -> Result<crate::transport::Secret, SecretError> {
+        let path = &self.secret_file;
+        let bytes = std::fs::read(path).map_err(|source| SecretError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let trimmed = bytes.trim_ascii().to_vec();
+        let len = trimmed.len();
+        crate::transport::Secret::new(trimmed).ok_or(SecretError::TooShort {
+            path: path.clone(),
+            len,
+        })
     }
 
     /// The identity file: the configured one, or `<data_dir>.identity`.

@@ -8,10 +8,10 @@
 //! is durable. [`fatal`] is the node's one exit path for a state it must not continue in.
 
 use crate::core::{ClientId, Core, Effect};
-use crate::ids::NodeId;
 use crate::node::Input;
-use crate::protocol::{ClientReply, PeerMessage};
+use crate::protocol::ClientReply;
 use crate::storage::{Storage, WriteJob};
+use crate::transport::{Event, Transport};
 use std::collections::HashMap;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +33,7 @@ pub fn fatal(reason: &str) -> ! {
 pub struct Driver {
     core: Core<Storage>,
     inputs: mpsc::Receiver<Input>,
-    peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+    transport: Transport,
     writer: std::sync::mpsc::Sender<WriteJob>,
     /// Client requests waiting for their answer.
     clients: HashMap<ClientId, oneshot::Sender<ClientReply>>,
@@ -45,17 +45,18 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver for `core`, reading `inputs`, sending to `peers` and writing through `writer`.
+    /// A driver for `core`, reading `inputs`, sending through `transport` and writing
+    /// through `writer`.
     pub fn new(
         core: Core<Storage>,
         inputs: mpsc::Receiver<Input>,
-        peers: HashMap<NodeId, mpsc::Sender<PeerMessage>>,
+        transport: Transport,
         writer: std::sync::mpsc::Sender<WriteJob>,
     ) -> Self {
         Driver {
             core,
             inputs,
-            peers,
+            transport,
             writer,
             clients: HashMap::new(),
             next_client: 0,
@@ -116,9 +117,13 @@ impl Driver {
                 self.core.handle_client(now, id, op);
             }
             Input::Peer(from, msg) => self.core.handle_peer(now, from, msg),
+            Input::Link(Event::Up { peer, boot }) => {
+                self.core.handle_link(now, peer, true, Some(boot))
+            }
+            Input::Link(Event::Down { peer }) => self.core.handle_link(now, peer, false, None),
             Input::Persisted(ids) => self.core.handle_persisted(now, ids),
             Input::Stats(tx) => {
-                let _ = tx.send(self.core.stats().clone());
+                let _ = tx.send((self.core.stats().clone(), self.core.peer_health()));
             }
             Input::Drain(tx) => {
                 let mark = self.core.set_draining(true);
@@ -131,10 +136,12 @@ impl Driver {
     fn execute(&mut self, effect: Effect) {
         match effect {
             Effect::Send { to, msg } => {
-                if let Some(peer) = self.peers.get(&to) {
-                    // A full queue drops the message, as a lossy network would; the request
-                    // times out rather than the core blocking.
-                    let _ = peer.try_send(msg);
+                if let Err(e) = self.transport.send(to, msg) {
+                    // The peer's buffer is full: it is unreachable or not keeping up. Tell the
+                    // failure detector now rather than let requests wait for their deadline.
+                    tracing::debug!(peer = %to, error = %e, "cannot send");
+                    let now = self.epoch.elapsed();
+                    self.core.handle_unreachable(now, to);
                 }
             }
             Effect::Reply { client, reply } => {

@@ -341,7 +341,7 @@ async fn admin_nodes(State(api): State<Api>) -> Response {
 
 async fn metrics(State(api): State<Api>) -> Response {
     let (tx, rx) = oneshot::channel();
-    let stats = if api.node.inputs.send(Input::Stats(tx)).await.is_ok() {
+    let (stats, _health) = if api.node.inputs.send(Input::Stats(tx)).await.is_ok() {
         rx.await.unwrap_or_default()
     } else {
         Default::default()

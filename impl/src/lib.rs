@@ -28,11 +28,11 @@ mod storage;
 mod transport;
 mod value;
 
-pub use crate::config::{defaults, ConfigError, Durability, Member, NodeConfig};
+pub use crate::config::{defaults, ConfigError, Durability, Member, NodeConfig, SecretError};
 pub use crate::core::{
-    clock_size_estimate, storage_key, ClientId, Core, CoreConfig, Effect, Incarnation, PersistId,
-    Stats, Store, StoreError, Time, Write, EPOCH_LEASE_BLOCK, MAX_CLOCK_BYTES, MAX_KEY_LEN,
-    MAX_PENDING_PERSISTS, MAX_SIBLINGS,
+    clock_size_estimate, storage_key, ClientId, Core, CoreConfig, Effect, Incarnation, PeerHealth,
+    PersistId, Stats, Store, StoreError, Time, Write, EPOCH_LEASE_BLOCK, MAX_CLOCK_BYTES,
+    MAX_KEY_LEN, MAX_PENDING_PERSISTS, MAX_SIBLINGS,
 };
 pub use crate::dvvset::{
     DecodeError, Dot, DvvSet, VersionVector, MAX_CONTEXT_LEN, MAX_COUNTER, MAX_ENTRIES, MAX_VALUES,
@@ -44,4 +44,5 @@ pub use crate::node::{start, NodeHandle, StartError};
 pub use crate::protocol::{ClientOp, ClientReply, Clock, PeerMessage, RequestId};
 pub use crate::ring::{key_hash, Balance, NodeLoad, NodeSpec, Ring, RingError};
 pub use crate::storage::{Storage, StorageError};
+pub use crate::transport::{FaultSpec, Frame, Secret, MAX_FRAME, PRE_AUTH_FRAME};
 pub use crate::value::Value;

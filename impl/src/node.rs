@@ -7,7 +7,7 @@
 //! client reply channels and the group-commit writer.
 
 use crate::config::NodeConfig;
-use crate::core::{Core, PersistId, Stats};
+use crate::core::{Core, PeerHealth, PersistId, Stats};
 use crate::driver::{fatal, Driver};
 use crate::ids::NodeId;
 use crate::metrics::Metrics;
@@ -15,7 +15,6 @@ use crate::protocol::{ClientOp, ClientReply, PeerMessage};
 use crate::ring::Ring;
 use crate::storage::Storage;
 use crate::transport;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -31,16 +30,28 @@ pub enum Input {
     },
     /// A message from a peer.
     Peer(NodeId, PeerMessage),
+    /// The transport's connection to a peer came up or went down.
+    Link(transport::Event),
     /// Writes that became durable.
     Persisted(Vec<PersistId>),
-    /// A request for the core's counters.
-    Stats(oneshot::Sender<Stats>),
+    /// A request for the core's counters and what it believes of its peers.
+    Stats(oneshot::Sender<(Stats, Vec<(NodeId, PeerHealth)>)>),
     /// Stop coordinating writes and answer once every write handed to storage is durable.
     Drain(oneshot::Sender<()>),
 }
 
 /// Capacity of the core's input queue: when full, HTTP handlers and peer readers wait.
 const INPUT_QUEUE: usize = 8192;
+
+/// The core's input queue, as the transport's way to deliver peer messages.
+#[derive(Clone)]
+struct CoreInbox(mpsc::Sender<Input>);
+
+impl transport::Deliver for CoreInbox {
+    async fn deliver(&self, from: NodeId, msg: PeerMessage) -> bool {
+        self.0.send(Input::Peer(from, msg)).await.is_ok()
+    }
+}
 
 /// A handle to a running node, used by the HTTP layer.
 #[derive(Clone)]
@@ -57,6 +68,8 @@ pub struct NodeHandle {
     pub identity: u64,
     /// The node's metrics, shared by the HTTP layer and the storage writer.
     pub metrics: Arc<Metrics>,
+    /// The peer transport (its buffers, and the fault switch of test builds).
+    pub transport: transport::Transport,
 }
 
 impl NodeHandle {
@@ -81,6 +94,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The cluster secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::config::SecretError),
     /// The configured partition count differs from the one the data was written with.
     #[error("the data was written with {stored} partitions but {configured} are configured; Q is fixed when a cluster is created")]
     PartitionsChanged {
@@ -123,19 +139,31 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
             addr: config.peer,
             source,
         })?;
-    let members: Vec<NodeId> = ring.nodes().iter().map(|n| n.id).collect();
-    tokio::spawn(transport::accept_peers(
-        listener,
-        members,
-        inputs.clone(),
-        Input::Peer,
-    ));
-    let peers: HashMap<NodeId, mpsc::Sender<PeerMessage>> = config
+    let secret = config.secret()?;
+    let endpoint = transport::Endpoint {
+        me,
+        identity: incarnation.identity,
+        boot: incarnation.boot,
+        secret,
+    };
+    let peers: Vec<(NodeId, std::net::SocketAddr)> = config
         .nodes
         .iter()
-        .filter(|m| m.id != config.id)
-        .map(|m| (NodeId(m.id), transport::spawn_dialer(me, m.peer)))
+        .map(|m| (NodeId(m.id), m.peer))
         .collect();
+    let events = inputs.clone();
+    let transport = transport::Transport::start(
+        endpoint,
+        &peers,
+        listener,
+        transport::Limits::default(),
+        transport::Faults::default(),
+        CoreInbox(inputs.clone()),
+        move |e| {
+            // A full queue only delays the news: the next event carries the current state.
+            let _ = events.try_send(Input::Link(e));
+        },
+    );
 
     let persisted = inputs.clone();
     let metrics = Arc::new(Metrics::default());
@@ -159,7 +187,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         config.core_config(),
         storage.clone(),
     );
-    let driver = Driver::new(core, rx, peers, writer);
+    let driver = Driver::new(core, rx, transport.clone(), writer);
     let core_task = tokio::spawn(driver.run());
     // The core task never returns while the node runs; if it panicked, the node could only
     // answer "unavailable" forever: crash instead, and recover on restart.
@@ -176,5 +204,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         storage,
         identity: incarnation.identity,
         metrics,
+        transport,
     })
 }

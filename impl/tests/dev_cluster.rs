@@ -185,6 +185,8 @@ async fn shoal_serve_runs_from_flags_alone() {
     let http = free_ports(1);
     let peer = free_ports(1);
     let member = format!("1=127.0.0.1:{peer},127.0.0.1:{http}");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a test cluster secret, 32 bytes").expect("write the secret");
     let _node = Guard(
         Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args([
@@ -199,6 +201,8 @@ async fn shoal_serve_runs_from_flags_alone() {
             .args(["--member", &member, "-n", "1", "-r", "1", "-w", "1"])
             .arg("--data-dir")
             .arg(dir.path().join("db"))
+            .arg("--secret-file")
+            .arg(&secret)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -234,6 +238,8 @@ async fn shoal_serve_runs_from_flags_alone() {
         ])
         .arg("--data-dir")
         .arg(dir.path().join("other"))
+        .arg("--secret-file")
+        .arg(&secret)
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("run");

@@ -77,6 +77,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| (cores / args.nodes as usize).max(1));
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
+    let secret = ensure_secret(&args.data)?;
     let mut children: Vec<(u64, Child)> = Vec::new();
     for m in &members {
         let dir = args.data.join(format!("n{}", m.id));
@@ -88,7 +89,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             r: args.quorum.read_quorum.unwrap_or(majority),
             w: args.quorum.write_quorum.unwrap_or(majority),
             durability: args.durability,
-            ..NodeConfig::new(m.id, m.http, m.peer, dir.join("db"), members.clone())
+            ..NodeConfig::new(
+                m.id,
+                m.http,
+                m.peer,
+                dir.join("db"),
+                secret.clone(),
+                members.clone(),
+            )
         };
         config.validate()?;
         let path = dir.join("node.toml");
@@ -144,6 +152,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     stop(&mut children).await;
     say!("shoal dev: stopped");
     Ok(())
+}
+
+/// The cluster secret of a dev cluster: `DATA/secret`, created with 32 random bytes (as hex)
+/// on the first start, readable by its owner only.
+fn ensure_secret(data: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data.join("secret");
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let bytes: [u8; 32] = rand::random();
+    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 async fn wait_ready(members: &[Member]) -> anyhow::Result<()> {

@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// Data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The file holding the cluster secret (the same on every node).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
     /// A cluster member as `ID=PEER_ADDR,HTTP_ADDR` (repeat for each; replaces the file's list).
     #[arg(long = "member", value_parser = parse_member)]
     pub members: Vec<Member>,
@@ -67,6 +70,9 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
                 args.http.ok_or_else(|| missing("--http"))?,
                 args.peer.ok_or_else(|| missing("--peer"))?,
                 args.data_dir.clone().ok_or_else(|| missing("--data-dir"))?,
+                args.secret_file
+                    .clone()
+                    .ok_or_else(|| missing("--secret-file"))?,
                 Vec::new(),
             )
         }
@@ -82,6 +88,9 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(file) = args.secret_file {
+        config.secret_file = file;
     }
     if !args.members.is_empty() {
         config.nodes = args.members;

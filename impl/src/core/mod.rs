@@ -42,6 +42,7 @@
 
 mod actors;
 mod coordinator;
+mod detector;
 mod local_store;
 mod outbox;
 mod read_repair;
@@ -49,6 +50,7 @@ mod reap;
 mod replica;
 
 pub use actors::{Incarnation, EPOCH_LEASE_BLOCK};
+pub use detector::PeerHealth;
 pub use local_store::{clock_size_estimate, storage_key, Store, StoreError};
 pub use outbox::{ClientId, Effect, PersistId, Write};
 
@@ -56,6 +58,7 @@ use crate::ids::NodeId;
 use crate::protocol::{ClientOp, PeerMessage};
 use crate::ring::Ring;
 use coordinator::{Coordinator, Waiter};
+use detector::Detector;
 use local_store::{LocalStore, Then};
 use outbox::Outbox;
 use std::time::Duration;
@@ -145,6 +148,8 @@ pub(crate) struct Env<'a, S> {
     pub(crate) out: &'a mut Outbox,
     /// Counters.
     pub(crate) stats: &'a mut Stats,
+    /// What this node believes about its peers.
+    pub(crate) detector: &'a mut Detector,
 }
 
 impl<S> Env<'_, S> {
@@ -167,6 +172,7 @@ pub struct Core<S> {
     config: CoreConfig,
     store: LocalStore<S>,
     coordinator: Coordinator,
+    detector: Detector,
     out: Outbox,
     stats: Stats,
 }
@@ -187,6 +193,7 @@ impl<S: Store> Core<S> {
             store: LocalStore::new(store, config.cache_bytes),
             config,
             coordinator: Coordinator::new(&incarnation),
+            detector: Detector::default(),
             out: Outbox::default(),
             stats: Stats::default(),
         }
@@ -250,6 +257,7 @@ impl<S: Store> Core<S> {
             store: &mut self.store,
             out: &mut self.out,
             stats: &mut self.stats,
+            detector: &mut self.detector,
         };
         (&mut self.coordinator, env)
     }
@@ -274,6 +282,7 @@ impl<S: Store> Core<S> {
             self.stats.rejected_messages += 1;
             return;
         }
+        self.detector.heard_from(now, from);
         let (coordinator, mut env) = self.parts();
         let env = &mut env;
         match msg {
@@ -313,6 +322,27 @@ impl<S: Store> Core<S> {
                 Then::Nothing => {}
             }
         }
+    }
+
+    /// Input: the transport's connection to `peer` came up (with the peer's `boot`) or went
+    /// down. Feeds the failure detector.
+    pub fn handle_link(&mut self, now: Time, peer: NodeId, up: bool, boot: Option<u64>) {
+        if peer != self.id && self.ring.contains(peer) {
+            self.detector.link(now, peer, up, boot);
+        }
+    }
+
+    /// Input: a message to `peer` could not even be queued (its buffer is full): suspect it
+    /// until it is heard from again.
+    pub fn handle_unreachable(&mut self, now: Time, peer: NodeId) {
+        if peer != self.id && self.ring.contains(peer) {
+            self.detector.suspect(now, peer);
+        }
+    }
+
+    /// What this node believes about each peer it has heard of.
+    pub fn peer_health(&self) -> Vec<(NodeId, PeerHealth)> {
+        self.detector.snapshot()
     }
 
     /// Input: time has reached `now`; requests past their deadline give up.

@@ -729,3 +729,24 @@ fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
     }
     assert_eq!(sim.core(1).in_flight(), 0);
 }
+
+#[test]
+fn a_non_replica_forwards_to_a_live_replica_when_the_first_is_down() {
+    let config = CoreConfig {
+        n: 2,
+        r: 1,
+        w: 1,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    let ring = sim.core(1).ring().clone();
+    let replicas = ring.preference_list(ring.partition_of(b"k"), 2);
+    let other = (1..=3)
+        .find(|i| !replicas.contains(&NodeId(*i)))
+        .expect("a non-replica");
+    let now = sim.now;
+    sim.core(other).handle_link(now, replicas[0], false, None);
+    sim.client(other, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[replicas[0].0]);
+    assert!(sim.stored(1), "forwarded to {:?}", replicas[1]);
+}

@@ -42,6 +42,8 @@ impl Cluster {
     /// Like [`Cluster::start`], with extra TOML lines in every node's configuration.
     pub async fn start_with(count: u64, n: usize, r: usize, w: usize, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "a test cluster secret, 32 bytes").expect("write the secret");
         let addrs: Vec<(SocketAddr, SocketAddr)> =
             (0..count).map(|_| (free_addr(), free_addr())).collect();
         let mut members = String::new();
@@ -58,8 +60,9 @@ impl Cluster {
             std::fs::create_dir_all(&data).expect("node dir");
             let config = data.join("node.toml");
             let text = format!(
-                "id = {id}\nhttp = \"{http}\"\npeer = \"{peer}\"\ndata_dir = \"{}\"\npartitions = 16\nn = {n}\nr = {r}\nw = {w}\nrequest_timeout_ms = 1000\nmax_value_bytes = 65536\n{extra}\n{members}",
-                data.join("db").display()
+                "id = {id}\nhttp = \"{http}\"\npeer = \"{peer}\"\ndata_dir = \"{}\"\nsecret_file = \"{}\"\npartitions = 16\nn = {n}\nr = {r}\nw = {w}\nrequest_timeout_ms = 1000\nmax_value_bytes = 65536\n{extra}\n{members}",
+                data.join("db").display(),
+                secret.display()
             );
             std::fs::write(&config, text).expect("write config");
             nodes.push(Node {

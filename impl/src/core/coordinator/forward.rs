@@ -1,8 +1,8 @@
 //! Forwarding: a node outside a key's preference list hands a client's write to a replica.
 //!
 //! Only a replica may give a write its dot (its clock for the key holds the actor's earlier
-//! dots), so a non-replica forwards the put to the first node of the preference list and relays
-//! the answer. A reply counts only from the node the request was forwarded to. A forwarded
+//! dots), so a non-replica forwards the put to a replica — the first of the preference list
+//! that the failure detector believes alive — and relays the answer. A reply counts only from the node the request was forwarded to. A forwarded
 //! write is never forwarded again, so a request cannot loop when rings disagree.
 
 use super::{answer, Coordinator, Kind, Waiter};
@@ -14,7 +14,7 @@ use crate::protocol::{ClientOp, ClientReply, PeerMessage, RequestId};
 #[derive(Clone, Debug)]
 pub(super) struct ForwardState {
     /// The node the write went to.
-    target: NodeId,
+    pub(super) target: NodeId,
     /// The write quorum, reported if the answer never comes.
     pub(super) required: usize,
 }

@@ -28,6 +28,15 @@ impl GetState {
         (!self.replied).then_some((self.required, self.answers.len()))
     }
 
+    /// The replicas that have not answered.
+    pub(super) fn silent(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.answers.contains_key(r))
+            .collect()
+    }
+
     /// The get is over: repair the replicas that answered with something stale.
     pub(super) fn repair<S: Store>(self, env: &mut Env<S>) {
         read_repair::after_get(env, self.key, self.answers);

@@ -142,7 +142,9 @@ impl Coordinator {
                         w,
                     };
                     self.start_put(env, now, waiter, write, replicas);
-                } else if let (Waiter::Client(_), Some(&target)) = (&waiter, replicas.first()) {
+                } else if let (Waiter::Client(_), Some(target)) =
+                    (&waiter, forward_target(env, &replicas))
+                {
                     let op = ClientOp::Put {
                         key,
                         value,
@@ -206,6 +208,15 @@ impl Coordinator {
                 Kind::Get(g) => g.unanswered(),
                 Kind::Forward(f) => Some((f.required, 0)),
             };
+            // Replicas that let the request reach its deadline are suspected (Dynamo §4.8.3).
+            let silent = match &request.kind {
+                Kind::Put(p) => p.silent(),
+                Kind::Get(g) => g.silent(),
+                Kind::Forward(f) => vec![f.target],
+            };
+            for peer in silent.into_iter().filter(|p| *p != env.id) {
+                env.detector.suspect(now, peer);
+            }
             if let Some((required, answered)) = unanswered {
                 env.stats.timeouts += 1;
                 let reply = ClientReply::Unavailable { required, answered };
@@ -216,6 +227,16 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// Where a non-replica forwards a write: the first replica the failure detector believes
+/// alive, or the first replica if it believes none is.
+fn forward_target<S>(env: &Env<S>, replicas: &[NodeId]) -> Option<NodeId> {
+    replicas
+        .iter()
+        .copied()
+        .find(|r| env.detector.healthy(*r))
+        .or_else(|| replicas.first().copied())
 }
 
 /// Sends `reply` to whoever waits for it: a local client, or the node that forwarded.

@@ -50,6 +50,16 @@ impl PutState {
     pub(super) fn unanswered(&self) -> Option<(usize, usize)> {
         (!self.replied).then_some((self.required, self.acked.len()))
     }
+
+    /// The replicas that have not acknowledged.
+    pub(super) fn silent(&self) -> Vec<NodeId> {
+        let acked = &self.acked;
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !acked.contains(r))
+            .collect()
+    }
 }
 
 impl Coordinator {

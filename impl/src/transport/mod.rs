@@ -1,0 +1,223 @@
+//! Node-to-node transport: one long-lived, authenticated TCP connection per peer and direction,
+//! that never loses a message silently.
+//!
+//! Each node dials every peer and sends all its messages to that peer over that connection
+//! ([`outbound`]); the peer answers on the same connection with acknowledgements and
+//! heartbeat replies ([`inbound`]). Both sides first prove they hold the cluster secret
+//! ([`auth`]). Messages are numbered; the sender keeps each one until the receiver says it
+//! reached its core, and resends the rest on a new connection after a failure, a missed
+//! heartbeat or the peer's restart (seen when the restarted peer dials in with a newer boot),
+//! so the first request after a peer restarts gets through. Buffers are bounded in bytes: a
+//! send that would overflow one fails at once and the caller knows. A full core queue stops
+//! reading from the socket, pushing back on the sender through TCP and its acknowledgements.
+//! A malformed or oversized frame closes that connection with a logged reason.
+//!
+//! Connection state feeds the failure detector: [`Event::Up`] once a connection is
+//! authenticated, [`Event::Down`] when it fails.
+
+pub mod auth;
+mod faults;
+mod frame;
+mod inbound;
+mod outbound;
+
+pub use auth::{Secret, MIN_SECRET};
+pub use faults::{FaultSpec, Faults};
+pub use frame::{Frame, MAX_FRAME, PRE_AUTH_FRAME};
+pub use inbound::Deliver;
+pub use outbound::SendError;
+
+use crate::ids::NodeId;
+use crate::protocol::PeerMessage;
+use inbound::Sessions;
+use outbound::Outbound;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Why a connection was closed or a frame could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The frame did not decode (or, sending, did not encode).
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// The peer did not follow the handshake, or stopped answering.
+    #[error("bad handshake: {0}")]
+    Handshake(String),
+    /// The peer refused the connection.
+    #[error("refused by the peer: {0}")]
+    Refused(String),
+    /// The frame is larger than a peer accepts; sending it would only make the peer close
+    /// the connection.
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+}
+
+/// The limits and timings of the transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of unacknowledged messages kept per peer before sends fail.
+    pub buffer_bytes: usize,
+    /// Inbound connections accepted from one IP address at once.
+    pub connections_per_address: usize,
+    /// Inbound connections accepted at once.
+    pub connections: usize,
+    /// How long a dial may take.
+    pub connect_timeout: Duration,
+    /// How long the whole handshake may take.
+    pub handshake_timeout: Duration,
+    /// How often the dialer pings.
+    pub heartbeat: Duration,
+    /// Silence after which a connection is declared dead.
+    pub dead_after: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            buffer_bytes: 64 << 20,
+            connections_per_address: 8,
+            connections: 256,
+            connect_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(500),
+            dead_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A change in a peer connection's state, for the failure detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An authenticated connection to the peer is up.
+    Up {
+        /// The peer.
+        peer: NodeId,
+        /// Its boot number.
+        boot: u64,
+    },
+    /// The connection to the peer failed.
+    Down {
+        /// The peer.
+        peer: NodeId,
+    },
+}
+
+/// Who this node is on the wire.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// This node.
+    pub me: NodeId,
+    /// Its data identity.
+    pub identity: u64,
+    /// Its boot number.
+    pub boot: u64,
+    /// The cluster secret.
+    pub secret: Secret,
+}
+
+/// What the connection tasks share.
+pub(crate) struct Shared {
+    me: NodeId,
+    identity: u64,
+    boot: u64,
+    instance: u64,
+    secret: Secret,
+    members: Vec<NodeId>,
+    limits: Limits,
+    faults: Faults,
+    sessions: Mutex<Sessions>,
+    outbound: HashMap<NodeId, Arc<Outbound>>,
+    events: Box<dyn Fn(Event) + Send + Sync>,
+}
+
+impl Shared {
+    fn event(&self, e: Event) {
+        (self.events)(e)
+    }
+
+    /// The peer dialed in with a newer boot: our connection to it is to a dead process.
+    fn peer_restarted(&self, peer: NodeId) {
+        if let Some(out) = self.outbound.get(&peer) {
+            out.restart.notify_one();
+        }
+    }
+}
+
+/// The running transport: send to peers; inbound messages go to the `Deliver` given at start.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Starts accepting on `listener` and dialing every peer of `peers` (member id and peer
+    /// address; this node's own entry is skipped). Messages from peers are handed to
+    /// `deliver`, connection changes to `events`.
+    pub fn start<D: Deliver>(
+        endpoint: Endpoint,
+        peers: &[(NodeId, SocketAddr)],
+        listener: TcpListener,
+        limits: Limits,
+        faults: Faults,
+        deliver: D,
+        events: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Transport {
+        let outbound: HashMap<NodeId, Arc<Outbound>> = peers
+            .iter()
+            .filter(|(id, _)| *id != endpoint.me)
+            .map(|(id, addr)| (*id, Outbound::new(*id, *addr, limits.buffer_bytes)))
+            .collect();
+        let shared = Arc::new(Shared {
+            me: endpoint.me,
+            identity: endpoint.identity,
+            boot: endpoint.boot,
+            instance: rand::random(),
+            secret: endpoint.secret,
+            members: peers.iter().map(|(id, _)| *id).collect(),
+            limits,
+            faults,
+            sessions: Mutex::new(Sessions::default()),
+            outbound,
+            events: Box::new(events),
+        });
+        for out in shared.outbound.values() {
+            tokio::spawn(outbound::run(out.clone(), shared.clone()));
+        }
+        tokio::spawn(inbound::accept(listener, shared.clone(), deliver));
+        Transport { shared }
+    }
+
+    /// Queues `msg` for `to`. Fails at once if `to` is unknown or its buffer is full.
+    pub fn send(&self, to: NodeId, msg: PeerMessage) -> Result<(), SendError> {
+        match self.shared.outbound.get(&to) {
+            Some(out) => out.send(msg),
+            None => Err(SendError::Unknown(to)),
+        }
+    }
+
+    /// Bytes waiting for each peer's acknowledgement.
+    pub fn buffered(&self) -> Vec<(NodeId, usize)> {
+        let mut out: Vec<(NodeId, usize)> = self
+            .shared
+            .outbound
+            .iter()
+            .map(|(id, o)| (*id, o.buffered_bytes()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The fault switch (test builds only act on it).
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+}
+
+#[cfg(test)]
+mod tests;
