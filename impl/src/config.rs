@@ -45,6 +45,10 @@ pub mod defaults {
     pub const MAX_VALUE_BYTES: usize = 1 << 20;
     /// Bytes of durable clocks the core keeps in memory.
     pub const CACHE_BYTES: u64 = 64 << 20;
+    /// How often hints are offered to their owners, in milliseconds.
+    pub const HANDOFF_INTERVAL_MS: u64 = 100;
+    /// Hints offered to one owner and not yet acknowledged, at most.
+    pub const HANDOFF_BATCH: usize = 256;
 }
 
 /// When a replica may acknowledge a write.
@@ -91,6 +95,9 @@ fn default_timeout() -> u64 {
 fn default_max_value() -> usize {
     defaults::MAX_VALUE_BYTES
 }
+fn default_true() -> bool {
+    true
+}
 
 /// Everything one node needs to start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +139,10 @@ pub struct NodeConfig {
     /// Largest value accepted, in bytes (larger: 413).
     #[serde(default = "default_max_value")]
     pub max_value_bytes: usize,
+    /// Whether requests use fallbacks for unreachable replicas (sloppy quorum). On by
+    /// default, as in Dynamo: writes stay available while `W` nodes of the ring are up.
+    #[serde(default = "default_true")]
+    pub sloppy_quorum: bool,
     /// The static membership.
     pub nodes: Vec<Member>,
 }
@@ -208,6 +219,7 @@ impl NodeConfig {
             durability: Durability::default(),
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_value_bytes: defaults::MAX_VALUE_BYTES,
+            sloppy_quorum: true,
             nodes,
         }
     }
@@ -289,6 +301,7 @@ impl NodeConfig {
             r: self.r,
             w: self.w,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            sloppy_quorum: self.sloppy_quorum,
             ..CoreConfig::default()
         }
     }

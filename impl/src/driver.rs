@@ -123,7 +123,7 @@ impl Driver {
             Input::Link(Event::Down { peer }) => self.core.handle_link(now, peer, false, None),
             Input::Persisted(ids) => self.core.handle_persisted(now, ids),
             Input::Stats(tx) => {
-                let _ = tx.send((self.core.stats().clone(), self.core.peer_health()));
+                let _ = tx.send((self.core.stats(), self.core.peer_health()));
             }
             Input::Drain(tx) => {
                 let mark = self.core.set_draining(true);

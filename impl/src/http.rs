@@ -4,8 +4,9 @@
 //! the core. Also `/admin/ring`, `/admin/nodes`, `/health` and `/metrics`.
 
 use crate::client::{json_body, multipart_body, wants_json, CONTEXT_HEADER, SIBLINGS_HEADER};
-use crate::core::MAX_KEY_LEN;
+use crate::core::{PeerHealth, MAX_KEY_LEN};
 use crate::dvvset::VersionVector;
+use crate::ids::NodeId;
 use crate::metrics::Metrics;
 use crate::node::{Input, NodeHandle};
 use crate::protocol::{ClientOp, ClientReply};
@@ -50,6 +51,8 @@ pub fn router(node: NodeHandle) -> Router {
 struct Quorum {
     r: Option<String>,
     w: Option<String>,
+    pr: Option<String>,
+    pw: Option<String>,
 }
 
 fn bad(reason: impl Into<String>) -> Response {
@@ -73,6 +76,19 @@ fn quorum(value: &Option<String>, name: &str, n: usize) -> Result<Option<usize>,
             Ok(q) if (1..=n).contains(&q) => Ok(Some(q)),
             _ => Err(format!(
                 "{name} must be a whole number from 1 to N = {n}, got {text:?}"
+            )),
+        },
+    }
+}
+
+/// `?pr=` / `?pw=`: how many of the answers must come from primary replicas (0..=N).
+fn primaries(value: &Option<String>, name: &str, n: usize) -> Result<Option<usize>, String> {
+    match value {
+        None => Ok(None),
+        Some(text) => match text.parse::<usize>() {
+            Ok(q) if q <= n => Ok(Some(q)),
+            _ => Err(format!(
+                "{name} must be a whole number from 0 to N = {n}, got {text:?}"
             )),
         },
     }
@@ -160,7 +176,8 @@ async fn get_inner(
     let n = api.node.config.n;
     let key = check_key(key).map_err(|e| ("bad_request", bad(e)))?;
     let r = quorum(&q.r, "r", n).map_err(|e| ("bad_request", bad(e)))?;
-    if q.w.is_some() {
+    let pr = primaries(&q.pr, "pr", n).map_err(|e| ("bad_request", bad(e)))?;
+    if q.w.is_some() || q.pw.is_some() {
         return Err(("bad_request", bad("w applies to writes; use r for reads")));
     }
     let json = wants_json(
@@ -168,7 +185,7 @@ async fn get_inner(
             .get(axum::http::header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
-    match call(api, ClientOp::Get { key, r })
+    match call(api, ClientOp::Get { key, r, pr })
         .await
         .ok_or_else(no_answer)?
     {
@@ -266,7 +283,8 @@ async fn write_inner(
     let n = api.node.config.n;
     let key = check_key(key).map_err(|e| ("bad_request", bad(e)))?;
     let w = quorum(&q.w, "w", n).map_err(|e| ("bad_request", bad(e)))?;
-    if q.r.is_some() {
+    let pw = primaries(&q.pw, "pw", n).map_err(|e| ("bad_request", bad(e)))?;
+    if q.r.is_some() || q.pr.is_some() {
         return Err(("bad_request", bad("r applies to reads; use w for writes")));
     }
     let context = context(headers).map_err(|e| ("bad_request", bad(e)))?;
@@ -277,6 +295,7 @@ async fn write_inner(
             value,
             context,
             w,
+            pw,
         },
     )
     .await
@@ -314,8 +333,20 @@ async fn admin_ring(State(api): State<Api>) -> Response {
     ([("content-type", "application/json")], body.to_string()).into_response()
 }
 
+/// The core's counters and what it believes of its peers.
+async fn core_state(api: &Api) -> (crate::core::Stats, Vec<(NodeId, PeerHealth)>) {
+    let (tx, rx) = oneshot::channel();
+    if api.node.inputs.send(Input::Stats(tx)).await.is_ok() {
+        rx.await.unwrap_or_default()
+    } else {
+        Default::default()
+    }
+}
+
 async fn admin_nodes(State(api): State<Api>) -> Response {
     let owned = api.node.ring.owned_counts();
+    let (_, health) = core_state(&api).await;
+    let me = api.node.config.id;
     let nodes: Vec<serde_json::Value> = api
         .node
         .config
@@ -327,8 +358,9 @@ async fn admin_nodes(State(api): State<Api>) -> Response {
                 "http": m.http.to_string(),
                 "peer": m.peer.to_string(),
                 "zone": m.zone,
-                "partitions": owned.get(&crate::ids::NodeId(m.id)).copied().unwrap_or(0),
-                "self": m.id == api.node.config.id,
+                "partitions": owned.get(&NodeId(m.id)).copied().unwrap_or(0),
+                "self": m.id == me,
+                "status": status(m.id == me, health.iter().find(|(id, _)| id.0 == m.id).map(|(_, h)| *h)),
             })
         })
         .collect();
@@ -339,15 +371,26 @@ async fn admin_nodes(State(api): State<Api>) -> Response {
         .into_response()
 }
 
+/// How a node looks from here, for `/admin/nodes`.
+fn status(me: bool, health: Option<PeerHealth>) -> serde_json::Value {
+    match (me, health) {
+        (true, _) => serde_json::json!({"state": "self"}),
+        (false, None) => serde_json::json!({"state": "unknown"}),
+        (false, Some(h)) => serde_json::json!({
+            "state": if h.healthy() { "up" } else if h.down { "down" } else { "suspected" },
+            "connected": !h.down,
+            "suspected": h.suspected,
+            "since_ms": h.since.as_millis() as u64,
+            "boot": h.boot,
+        }),
+    }
+}
+
 async fn metrics(State(api): State<Api>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    let (stats, _health) = if api.node.inputs.send(Input::Stats(tx)).await.is_ok() {
-        rx.await.unwrap_or_default()
-    } else {
-        Default::default()
-    };
+    let (stats, health) = core_state(&api).await;
     let text = api.metrics.render(
         &stats,
+        &health,
         api.node.storage.disk_space(),
         api.node.storage.approximate_keys(),
     );

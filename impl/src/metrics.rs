@@ -83,7 +83,13 @@ impl Metrics {
     }
 
     /// The exposition text, with the core's counters and storage figures appended.
-    pub fn render(&self, core: &crate::core::Stats, disk_bytes: u64, keys: usize) -> String {
+    pub fn render(
+        &self,
+        core: &crate::core::Stats,
+        peers: &[(crate::ids::NodeId, crate::core::PeerHealth)],
+        disk_bytes: u64,
+        keys: usize,
+    ) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -125,11 +131,38 @@ impl Metrics {
                 "Keys whose tombstones were reaped here",
                 core.reaped,
             ),
+            (
+                "shoal_handoffs_offered_total",
+                "Hints offered to their owners, resends included",
+                core.handoffs_offered,
+            ),
+            (
+                "shoal_hints_handed_off_total",
+                "Hints their owners acknowledged, dropped here",
+                core.hints_handed_off,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = write!(
                 text,
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        }
+        let _ = write!(
+            text,
+            "# HELP shoal_hints_held Hints held for other nodes.\n# TYPE shoal_hints_held gauge\nshoal_hints_held {}\n",
+            core.hints_held
+        );
+        let _ = writeln!(
+            text,
+            "# HELP shoal_peer_up Whether this node believes the peer alive (1) or not (0).\n# TYPE shoal_peer_up gauge"
+        );
+        for (peer, h) in peers {
+            let _ = writeln!(
+                text,
+                "shoal_peer_up{{peer=\"{}\"}} {}",
+                peer.0,
+                u8::from(h.healthy())
             );
         }
         let _ = write!(

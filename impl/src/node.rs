@@ -94,6 +94,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    /// The hints the node holds could not be listed.
+    #[error("cannot read the hints this node holds: {0}")]
+    Hints(#[from] crate::core::StoreError),
     /// The cluster secret could not be read.
     #[error(transparent)]
     Secret(#[from] crate::config::SecretError),
@@ -186,7 +189,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         ring.clone(),
         config.core_config(),
         storage.clone(),
-    );
+    )?;
     let driver = Driver::new(core, rx, transport.clone(), writer);
     let core_task = tokio::spawn(driver.run());
     // The core task never returns while the node runs; if it panicked, the node could only

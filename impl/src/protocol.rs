@@ -5,12 +5,13 @@
 //! refused at the edge.
 
 use crate::dvvset::{DvvSet, VersionVector};
+use crate::ids::NodeId;
 use crate::value::Value;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol, exchanged in the handshake; peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A key's versions as stored and replicated.
 pub type Clock = DvvSet<Value>;
@@ -28,6 +29,9 @@ pub enum ClientOp {
         key: Bytes,
         /// Read quorum for this request.
         r: Option<usize>,
+        /// How many of the `r` answers must come from primary replicas (Riak's `pr`); 0 or
+        /// `None`: answers from fallbacks count too.
+        pr: Option<usize>,
     },
     /// Write `value` (a tombstone for a delete), superseding what `context` covers.
     Put {
@@ -39,6 +43,9 @@ pub enum ClientOp {
         context: VersionVector,
         /// Write quorum for this request.
         w: Option<usize>,
+        /// How many of the `w` durable copies must be on primary replicas (Riak's `pw`); 0 or
+        /// `None`: copies held as hints by fallbacks count too.
+        pw: Option<usize>,
     },
 }
 
@@ -85,7 +92,9 @@ pub enum ClientReply {
 /// Messages between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMessage {
-    /// Coordinator → replica: merge this clock into yours and acknowledge once durable.
+    /// Coordinator → replica: merge this clock into yours and acknowledge once durable. With
+    /// a `hint`, the receiver is a fallback standing in for that unreachable replica: it keeps
+    /// the clock as a hint and hands it over later.
     Replicate {
         /// The coordinator's request.
         req: RequestId,
@@ -93,6 +102,8 @@ pub enum PeerMessage {
         key: Bytes,
         /// The coordinator's new clock for the key.
         clock: Clock,
+        /// The replica this copy is meant for, when sent to a fallback (sloppy quorum).
+        hint: Option<NodeId>,
     },
     /// Replica → coordinator: the replicated clock is durable here.
     ReplicateAck {
@@ -138,6 +149,22 @@ pub enum PeerMessage {
         /// The outcome.
         reply: ClientReply,
     },
+    /// Hint holder → replica: a clock held for you while you were unreachable; merge it and
+    /// acknowledge once durable.
+    Handoff {
+        /// The key.
+        key: Bytes,
+        /// The hinted clock.
+        clock: Clock,
+    },
+    /// Replica → hint holder: the handed-off clock is durable here; drop the hint if it has
+    /// not changed since.
+    HandoffAck {
+        /// The key.
+        key: Bytes,
+        /// The clock that was handed off.
+        clock: Clock,
+    },
     /// Every replica acknowledged this tombstone-only clock: if it is still exactly what you
     /// hold, drop the tombstones and keep the causal history (no answer).
     Reap {
@@ -157,6 +184,8 @@ impl PeerMessage {
             | PeerMessage::Read { key, .. }
             | PeerMessage::ReadReply { key, .. }
             | PeerMessage::Repair { key, .. }
+            | PeerMessage::Handoff { key, .. }
+            | PeerMessage::HandoffAck { key, .. }
             | PeerMessage::Reap { key, .. } => Some(key),
             PeerMessage::Forward { op, .. } => Some(op.key()),
             PeerMessage::ForwardReply { .. } => None,

@@ -11,6 +11,7 @@
 use crate::config::Durability;
 use crate::core::{PersistId, Store, StoreError, Write};
 use crate::driver::fatal;
+use crate::ids::NodeId;
 use crate::protocol::Clock;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -48,6 +49,8 @@ pub enum StorageError {
 pub struct Storage {
     db: Database,
     data: Keyspace,
+    /// Hints held for other nodes: the owner's id (8 bytes, big-endian), then the storage key.
+    hints: Keyspace,
     /// The node's identity and the partition count.
     meta: Keyspace,
 }
@@ -80,10 +83,18 @@ impl Storage {
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
             .map_err(err)?;
+        let hints = db
+            .keyspace("hints", KeyspaceCreateOptions::default)
+            .map_err(err)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(err)?;
-        Ok(Storage { db, data, meta })
+        Ok(Storage {
+            db,
+            data,
+            hints,
+            meta,
+        })
     }
 
     /// A metadata record.
@@ -169,6 +180,12 @@ impl Storage {
                             Write::EpochLease(lease) => {
                                 batch.insert(&storage.meta, EPOCH_LEASE_KEY, lease.to_be_bytes())
                             }
+                            Write::Hint { owner, key, clock } => {
+                                batch.insert(&storage.hints, hint_key(owner, &key), clock.encode())
+                            }
+                            Write::DropHint { owner, key } => {
+                                batch.remove(&storage.hints, hint_key(owner, &key))
+                            }
                         }
                         ids.push(j.id);
                     }
@@ -191,13 +208,41 @@ impl Storage {
     }
 }
 
+/// The key of a hint held for `owner` under storage key `key`.
+fn hint_key(owner: NodeId, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&owner.0.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+fn load_from(keyspace: &Keyspace, key: &[u8]) -> Result<Option<Clock>, StoreError> {
+    match keyspace.get(key) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => Ok(Some(Clock::decode(&bytes)?)),
+        Err(e) => Err(StoreError::Engine(Box::new(e))),
+    }
+}
+
 impl Store for Storage {
     fn load(&self, storage_key: &[u8]) -> Result<Option<Clock>, StoreError> {
-        match self.data.get(storage_key) {
-            Ok(None) => Ok(None),
-            Ok(Some(bytes)) => Ok(Some(Clock::decode(&bytes)?)),
-            Err(e) => Err(StoreError::Engine(Box::new(e))),
+        load_from(&self.data, storage_key)
+    }
+
+    fn load_hint(&self, owner: NodeId, storage_key: &[u8]) -> Result<Option<Clock>, StoreError> {
+        load_from(&self.hints, &hint_key(owner, storage_key))
+    }
+
+    fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for guard in self.hints.iter() {
+            let key = guard.key().map_err(|e| StoreError::Engine(Box::new(e)))?;
+            let Some((owner, skey)) = key.split_first_chunk::<8>() else {
+                continue;
+            };
+            out.push((NodeId(u64::from_be_bytes(*owner)), skey.to_vec()));
         }
+        Ok(out)
     }
 }
 

@@ -18,7 +18,7 @@ use super::outbox::{Outbox, PersistId, Write};
 use crate::dvvset::DecodeError;
 use crate::ids::NodeId;
 use crate::protocol::{Clock, RequestId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why the core could not read a stored clock.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,12 @@ pub enum StoreError {
 pub trait Store {
     /// The durable clock stored under `storage_key`, if any.
     fn load(&self, storage_key: &[u8]) -> Result<Option<Clock>, StoreError>;
+
+    /// The durable hint held for `owner` under `storage_key`, if any.
+    fn load_hint(&self, owner: NodeId, storage_key: &[u8]) -> Result<Option<Clock>, StoreError>;
+
+    /// Every hint held: owner and storage key (read once, at start).
+    fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError>;
 }
 
 /// The storage key of `key` in `partition`: the partition as two big-endian bytes, then the
@@ -72,6 +78,15 @@ impl quick_cache::Weighter<Vec<u8>, Clock> for ClockWeight {
 pub(crate) enum Then {
     /// The coordinator's own copy of a put: count it towards `W`.
     CountOwnCopy(RequestId),
+    /// A handed-off hint is durable here: acknowledge it to the holder.
+    AcknowledgeHandoff {
+        /// The hint holder.
+        to: NodeId,
+        /// The key.
+        key: bytes::Bytes,
+        /// The clock handed off.
+        clock: Clock,
+    },
     /// A replica's copy of a replicated write: acknowledge it to the coordinator.
     Acknowledge {
         /// The coordinator.
@@ -85,6 +100,17 @@ pub(crate) enum Then {
     Nothing,
 }
 
+/// Where a pending write goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Slot {
+    /// A key's clock.
+    Data(Vec<u8>),
+    /// A hint for an owner.
+    Hint(NodeId, Vec<u8>),
+    /// The epoch lease.
+    Lease,
+}
+
 /// A clock written but not yet reported durable.
 struct Unsynced {
     /// The newest clock handed to the shell for this key.
@@ -96,13 +122,18 @@ struct Unsynced {
     own: u32,
 }
 
-/// This node's clocks: unsynced writes, a cache of durable ones, and the durable store.
+/// This node's clocks: unsynced writes, a cache of durable ones, and the durable store; and
+/// the hints it holds for other nodes (sloppy quorum), indexed by owner.
 pub(crate) struct LocalStore<S> {
     store: S,
     unsynced: HashMap<Vec<u8>, Unsynced>,
+    /// Hint writes and removals not yet durable: the newest state (`None`: removed).
+    hints_unsynced: HashMap<(NodeId, Vec<u8>), (Option<Clock>, u32)>,
+    /// Every hint held (durable or pending), by owner.
+    hint_index: BTreeMap<NodeId, BTreeSet<Vec<u8>>>,
     cache: quick_cache::unsync::Cache<Vec<u8>, Clock, ClockWeight>,
-    /// Pending writes: the storage key (`None` for the epoch lease) and what waits.
-    persists: HashMap<PersistId, (Option<Vec<u8>>, Then)>,
+    /// Pending writes: what they write to and what waits.
+    persists: HashMap<PersistId, (Slot, Then)>,
     next_persist: u64,
 }
 
@@ -113,6 +144,8 @@ impl<S: Store> LocalStore<S> {
         LocalStore {
             store,
             unsynced: HashMap::new(),
+            hints_unsynced: HashMap::new(),
+            hint_index: BTreeMap::new(),
             // Sized for clocks of about 1 KiB; the weight bounds the bytes whatever their size.
             cache: quick_cache::unsync::Cache::with_weighter(
                 (cache_bytes / 1024) as usize,
@@ -187,24 +220,136 @@ impl<S: Store> LocalStore<S> {
         if matches!(then, Then::CountOwnCopy(_)) {
             slot.own += 1;
         }
-        self.persists.insert(id, (Some(skey.clone()), then));
+        self.persists.insert(id, (Slot::Data(skey.clone()), then));
         out.persist(id, Write::Clock { key: skey, clock });
+    }
+
+    /// Learns the hints the store holds (at start).
+    pub(crate) fn load_hint_index(&mut self) -> Result<(), StoreError> {
+        for (owner, skey) in self.store.hints()? {
+            self.hint_index.entry(owner).or_default().insert(skey);
+        }
+        Ok(())
+    }
+
+    /// The hint held for `owner` under `skey`.
+    pub(crate) fn load_hint(
+        &self,
+        owner: NodeId,
+        skey: &[u8],
+    ) -> Result<Option<Clock>, StoreError> {
+        match self.hints_unsynced.get(&(owner, skey.to_vec())) {
+            Some((clock, _)) => Ok(clock.clone()),
+            None => self.store.load_hint(owner, skey),
+        }
+    }
+
+    /// The merge of every hint held for `skey`, whoever it is for (what a fallback answers a
+    /// read with).
+    pub(crate) fn hints_for(&self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
+        let mut merged: Option<Clock> = None;
+        for (owner, keys) in &self.hint_index {
+            if keys.contains(skey) {
+                if let Some(clock) = self.load_hint(*owner, skey)? {
+                    merged = Some(merged.map_or_else(|| clock.clone(), |m| m.sync(&clock)));
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The owners this node holds hints for, and for each the storage keys.
+    pub(crate) fn hint_index(&self) -> &BTreeMap<NodeId, BTreeSet<Vec<u8>>> {
+        &self.hint_index
+    }
+
+    /// Hints held, all owners together.
+    pub(crate) fn hint_count(&self) -> usize {
+        self.hint_index.values().map(BTreeSet::len).sum()
+    }
+
+    /// Stores `clock` as the hint for `owner` under `skey`; `then` resumes once durable.
+    pub(crate) fn persist_hint(
+        &mut self,
+        out: &mut Outbox,
+        owner: NodeId,
+        skey: Vec<u8>,
+        clock: Clock,
+        then: Then,
+    ) {
+        self.hint_index
+            .entry(owner)
+            .or_default()
+            .insert(skey.clone());
+        let id = self.next_id();
+        let slot = self
+            .hints_unsynced
+            .entry((owner, skey.clone()))
+            .or_insert((None, 0));
+        slot.0 = Some(clock.clone());
+        slot.1 += 1;
+        self.persists
+            .insert(id, (Slot::Hint(owner, skey.clone()), then));
+        out.persist(
+            id,
+            Write::Hint {
+                owner,
+                key: skey,
+                clock,
+            },
+        );
+    }
+
+    /// Drops the hint for `owner` under `skey` (its owner holds it durably now).
+    pub(crate) fn drop_hint(&mut self, out: &mut Outbox, owner: NodeId, skey: Vec<u8>) {
+        if let Some(keys) = self.hint_index.get_mut(&owner) {
+            keys.remove(&skey);
+            if keys.is_empty() {
+                self.hint_index.remove(&owner);
+            }
+        }
+        let id = self.next_id();
+        let slot = self
+            .hints_unsynced
+            .entry((owner, skey.clone()))
+            .or_insert((None, 0));
+        slot.0 = None;
+        slot.1 += 1;
+        self.persists
+            .insert(id, (Slot::Hint(owner, skey.clone()), Then::Nothing));
+        out.persist(id, Write::DropHint { owner, key: skey });
+    }
+
+    fn next_id(&mut self) -> PersistId {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        id
     }
 
     /// Hands a new epoch lease to the shell (see [`super::actors`]); nothing waits on it but
     /// the writes queued after it, which the shell applies in order.
     pub(crate) fn persist_lease(&mut self, out: &mut Outbox, lease: u64) {
-        let id = PersistId(self.next_persist);
-        self.next_persist += 1;
-        self.persists.insert(id, (None, Then::Nothing));
+        let id = self.next_id();
+        self.persists.insert(id, (Slot::Lease, Then::Nothing));
         out.persist(id, Write::EpochLease(lease));
     }
 
     /// The shell reports write `id` durable: what waited on it, if the id was ours.
     pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Then> {
-        let (skey, then) = self.persists.remove(&id)?;
-        let Some(skey) = skey else {
-            return Some(then);
+        let (slot, then) = self.persists.remove(&id)?;
+        let skey = match slot {
+            Slot::Data(skey) => skey,
+            Slot::Hint(owner, skey) => {
+                let k = (owner, skey);
+                if let Some(s) = self.hints_unsynced.get_mut(&k) {
+                    s.1 = s.1.saturating_sub(1);
+                    if s.1 == 0 {
+                        self.hints_unsynced.remove(&k);
+                    }
+                }
+                return Some(then);
+            }
+            Slot::Lease => return Some(then),
         };
         if let Some(u) = self.unsynced.get_mut(&skey) {
             u.pending = u.pending.saturating_sub(1);

@@ -43,6 +43,7 @@
 mod actors;
 mod coordinator;
 mod detector;
+mod handoff;
 mod local_store;
 mod outbox;
 mod read_repair;
@@ -59,6 +60,7 @@ use crate::protocol::{ClientOp, PeerMessage};
 use crate::ring::Ring;
 use coordinator::{Coordinator, Waiter};
 use detector::Detector;
+use handoff::Handoff;
 use local_store::{LocalStore, Then};
 use outbox::Outbox;
 use std::time::Duration;
@@ -99,6 +101,12 @@ pub struct CoreConfig {
     /// Bytes of durable clocks kept in memory (by [`clock_size_estimate`]), sparing the
     /// storage engine's lookups and the decoding on hot keys.
     pub cache_bytes: u64,
+    /// Whether requests use fallbacks for unreachable replicas (sloppy quorum, Dynamo §4.6).
+    pub sloppy_quorum: bool,
+    /// How often hints are offered to their owners.
+    pub handoff_interval: Duration,
+    /// Hints offered to one owner and not yet acknowledged, at most.
+    pub handoff_batch: usize,
 }
 
 impl Default for CoreConfig {
@@ -112,6 +120,9 @@ impl Default for CoreConfig {
             read_repair: true,
             reap_tombstones: true,
             cache_bytes: defaults::CACHE_BYTES,
+            sloppy_quorum: true,
+            handoff_interval: Duration::from_millis(defaults::HANDOFF_INTERVAL_MS),
+            handoff_batch: defaults::HANDOFF_BATCH,
         }
     }
 }
@@ -131,6 +142,12 @@ pub struct Stats {
     pub timeouts: u64,
     /// Keys whose tombstones this node reaped.
     pub reaped: u64,
+    /// Hints offered to their owners (offers, resends included).
+    pub handoffs_offered: u64,
+    /// Hints their owners acknowledged, and so dropped here.
+    pub hints_handed_off: u64,
+    /// Hints held now (a gauge, filled in by [`Core::stats`]).
+    pub hints_held: u64,
 }
 
 /// The rest of the node, as a mechanism sees it: who we are, where keys live, the settings,
@@ -173,30 +190,40 @@ pub struct Core<S> {
     store: LocalStore<S>,
     coordinator: Coordinator,
     detector: Detector,
+    handoff: Handoff,
     out: Outbox,
     stats: Stats,
 }
 
 impl<S: Store> Core<S> {
     /// A core for node `id` in `incarnation`, holding `ring` and reading durable clocks from
-    /// `store`. The shell must have made the incarnation durable (see [`Incarnation`]).
+    /// `store`. The shell must have made the incarnation durable (see [`Incarnation`]). Fails
+    /// only if the store cannot list the hints it holds.
     pub fn new(
         id: NodeId,
         incarnation: Incarnation,
         ring: Ring,
         config: CoreConfig,
         store: S,
-    ) -> Self {
-        Core {
+    ) -> Result<Self, StoreError> {
+        let mut store = LocalStore::new(store, config.cache_bytes);
+        store.load_hint_index()?;
+        let mut handoff = Handoff::default();
+        if store.hint_count() > 0 {
+            // Resume handing off at once.
+            handoff.hint_held(Duration::ZERO, Duration::ZERO);
+        }
+        Ok(Core {
             id,
             ring,
-            store: LocalStore::new(store, config.cache_bytes),
+            store,
             config,
             coordinator: Coordinator::new(&incarnation),
             detector: Detector::default(),
+            handoff,
             out: Outbox::default(),
             stats: Stats::default(),
-        }
+        })
     }
 
     /// This node's id.
@@ -215,8 +242,11 @@ impl<S: Store> Core<S> {
     }
 
     /// Counters for metrics.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    pub fn stats(&self) -> Stats {
+        Stats {
+            hints_held: self.store.hint_count() as u64,
+            ..self.stats.clone()
+        }
     }
 
     /// Writes handed to the shell that it has not yet reported durable.
@@ -248,8 +278,15 @@ impl<S: Store> Core<S> {
         self.store.store()
     }
 
-    /// Splits the core into the coordinator and everything a mechanism may use.
-    fn parts(&mut self) -> (&mut Coordinator, Env<'_, S>) {
+    /// After any input: a held hint needs a handoff round scheduled.
+    fn settle(&mut self, now: Time) {
+        if self.store.hint_count() > 0 {
+            self.handoff.hint_held(now, self.config.handoff_interval);
+        }
+    }
+
+    /// Splits the core into its rooms and everything a mechanism may use.
+    fn parts(&mut self) -> (&mut Coordinator, &mut Handoff, Env<'_, S>) {
         let env = Env {
             id: self.id,
             ring: &self.ring,
@@ -259,13 +296,14 @@ impl<S: Store> Core<S> {
             stats: &mut self.stats,
             detector: &mut self.detector,
         };
-        (&mut self.coordinator, env)
+        (&mut self.coordinator, &mut self.handoff, env)
     }
 
     /// Input: a client request. The answer comes out as an [`Effect::Reply`].
     pub fn handle_client(&mut self, now: Time, client: ClientId, op: ClientOp) {
-        let (coordinator, mut env) = self.parts();
+        let (coordinator, _, mut env) = self.parts();
         coordinator.start(&mut env, now, Waiter::Client(client), op);
+        self.settle(now);
     }
 
     /// Input: a message from peer `from`. Messages from strangers or about invalid keys are
@@ -283,12 +321,17 @@ impl<S: Store> Core<S> {
             return;
         }
         self.detector.heard_from(now, from);
-        let (coordinator, mut env) = self.parts();
+        let (coordinator, handoff, mut env) = self.parts();
         let env = &mut env;
         match msg {
-            PeerMessage::Replicate { req, key, clock } => {
-                replica::on_replicate(env, from, req, key, clock)
-            }
+            PeerMessage::Replicate {
+                req,
+                key,
+                clock,
+                hint,
+            } => replica::on_replicate(env, from, req, key, clock, hint),
+            PeerMessage::Handoff { key, clock } => replica::on_handoff(env, from, key, clock),
+            PeerMessage::HandoffAck { key, clock } => handoff.acknowledged(env, from, &key, &clock),
             PeerMessage::Repair { key, clock } => replica::on_repair(env, key, clock),
             PeerMessage::Read { req, key } => replica::on_read(env, from, req, key),
             PeerMessage::Reap { key, clock } => reap::on_reap(env, key, clock),
@@ -305,23 +348,28 @@ impl<S: Store> Core<S> {
                 coordinator.on_forward_reply(env, from, req, reply)
             }
         }
+        self.settle(now);
     }
 
     /// Input: the writes named by `ids` are durable; whatever waited on each takes its step.
-    pub fn handle_persisted(&mut self, _now: Time, ids: impl IntoIterator<Item = PersistId>) {
+    pub fn handle_persisted(&mut self, now: Time, ids: impl IntoIterator<Item = PersistId>) {
         for id in ids {
             let Some(then) = self.store.persisted(id) else {
                 continue;
             };
-            let (coordinator, mut env) = self.parts();
+            let (coordinator, _, mut env) = self.parts();
             match then {
                 Then::CountOwnCopy(req) => coordinator.own_copy_durable(&mut env, req),
                 Then::Acknowledge { to, req, key } => {
                     env.out.send(to, PeerMessage::ReplicateAck { req, key })
                 }
+                Then::AcknowledgeHandoff { to, key, clock } => {
+                    env.out.send(to, PeerMessage::HandoffAck { key, clock })
+                }
                 Then::Nothing => {}
             }
         }
+        self.settle(now);
     }
 
     /// Input: the transport's connection to `peer` came up (with the peer's `boot`) or went
@@ -347,8 +395,10 @@ impl<S: Store> Core<S> {
 
     /// Input: time has reached `now`; requests past their deadline give up.
     pub fn handle_timeout(&mut self, now: Time) {
-        let (coordinator, mut env) = self.parts();
+        let (coordinator, handoff, mut env) = self.parts();
         coordinator.handle_timeout(&mut env, now);
+        handoff.round(&mut env, now);
+        self.settle(now);
     }
 
     /// Output: the next thing the shell must do, if any.
@@ -358,7 +408,10 @@ impl<S: Store> Core<S> {
 
     /// Output: when [`Core::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.coordinator.next_deadline()
+        [self.coordinator.next_deadline(), self.handoff.next_round()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

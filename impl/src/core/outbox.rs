@@ -58,6 +58,22 @@ pub enum Write {
     },
     /// Record that no epoch at or beyond this one has been used (see [`super::actors`]).
     EpochLease(u64),
+    /// Store `clock` as the hint held for `owner` under `key` (it replaces what is there).
+    Hint {
+        /// The node the hint is for.
+        owner: NodeId,
+        /// Storage key.
+        key: Vec<u8>,
+        /// The full hinted clock.
+        clock: Clock,
+    },
+    /// Remove the hint held for `owner` under `key`.
+    DropHint {
+        /// The node the hint was for.
+        owner: NodeId,
+        /// Storage key.
+        key: Vec<u8>,
+    },
 }
 
 /// The queue of effects.

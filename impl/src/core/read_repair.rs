@@ -12,11 +12,13 @@ use crate::protocol::{Clock, PeerMessage};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
-/// Sends the merge of `answers` to every replica of a finished get that answered differently.
+/// Sends the merge of `answers` to every primary among `primaries` that answered differently
+/// (a fallback's answer is the hints it holds, which it hands over itself).
 pub(super) fn after_get<S: Store>(
     env: &mut Env<S>,
     key: Bytes,
     answers: BTreeMap<NodeId, Option<Clock>>,
+    primaries: &[NodeId],
 ) {
     if !env.config.read_repair {
         return;
@@ -26,7 +28,7 @@ pub(super) fn after_get<S: Store>(
         return;
     }
     for (node, answer) in answers {
-        if answer.as_ref() == Some(&merged_clock) {
+        if answer.as_ref() == Some(&merged_clock) || !primaries.contains(&node) {
             continue;
         }
         env.stats.read_repairs += 1;

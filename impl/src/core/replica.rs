@@ -3,7 +3,9 @@
 //! A replica merges every clock it receives into its own with `sync`, which keeps exactly the
 //! values neither side's history has superseded, so the order in which replicas hear of
 //! writes does not matter, and a duplicated message changes nothing. It acknowledges a
-//! replicated write only after the merged clock is durable.
+//! replicated write only after the merged clock is durable. A fallback standing in for an
+//! unreachable replica merges into the hint it holds for that replica instead, and a replica
+//! merges a handed-off hint like any replicated write.
 
 use super::local_store::Then;
 use super::{Env, Store};
@@ -11,15 +13,20 @@ use crate::ids::NodeId;
 use crate::protocol::{Clock, PeerMessage, RequestId};
 use bytes::Bytes;
 
-/// A coordinator's new clock for `key`: merge it and acknowledge once durable.
+/// A coordinator's new clock for `key`: merge it (into the hint for `hint`'s owner when this
+/// node stands in for it) and acknowledge once durable.
 pub(super) fn on_replicate<S: Store>(
     env: &mut Env<S>,
     from: NodeId,
     req: RequestId,
     key: Bytes,
     clock: Clock,
+    hint: Option<NodeId>,
 ) {
     let skey = env.storage_key(&key);
+    if let Some(owner) = hint {
+        return hold_hint(env, from, req, key, clock, owner, skey);
+    }
     let Ok(local) = env.store.load(&skey) else {
         // Unreadable storage: send no ack; the coordinator counts us as not answering.
         return;
@@ -37,6 +44,51 @@ pub(super) fn on_replicate<S: Store>(
         // Already here but not yet durable: acknowledge once the same clock is.
         None => {
             let current = local.unwrap_or(clock);
+            env.store.persist(env.out, skey, current, then);
+        }
+        Some(new) => env.store.persist(env.out, skey, new, then),
+    }
+}
+
+/// Keeps `clock` as (part of) the hint held for `owner`; acknowledges once durable.
+fn hold_hint<S: Store>(
+    env: &mut Env<S>,
+    from: NodeId,
+    req: RequestId,
+    key: Bytes,
+    clock: Clock,
+    owner: NodeId,
+    skey: Vec<u8>,
+) {
+    let Ok(held) = env.store.load_hint(owner, &skey) else {
+        return;
+    };
+    let then = Then::Acknowledge {
+        to: from,
+        req,
+        key: key.clone(),
+    };
+    let new = merged(held.as_ref(), &clock).unwrap_or(clock);
+    env.store.persist_hint(env.out, owner, skey, new, then);
+}
+
+/// A hint handed back by the node that held it for us: merge it, acknowledge once durable.
+pub(super) fn on_handoff<S: Store>(env: &mut Env<S>, from: NodeId, key: Bytes, clock: Clock) {
+    let skey = env.storage_key(&key);
+    let Ok(local) = env.store.load(&skey) else {
+        return;
+    };
+    let then = Then::AcknowledgeHandoff {
+        to: from,
+        key: key.clone(),
+        clock: clock.clone(),
+    };
+    match merged(local.as_ref(), &clock) {
+        None if !env.store.is_unsynced(&skey) => {
+            env.out.send(from, PeerMessage::HandoffAck { key, clock })
+        }
+        None => {
+            let current = local.unwrap_or_else(|| clock.clone());
             env.store.persist(env.out, skey, current, then);
         }
         Some(new) => env.store.persist(env.out, skey, new, then),

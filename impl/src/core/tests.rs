@@ -20,13 +20,42 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-/// In-memory durable storage shared between a node's core and the test.
+/// Hints by owner and storage key.
+type Hints = BTreeMap<(NodeId, Vec<u8>), Clock>;
+
+/// In-memory durable storage shared between a node's core and the test: data, then hints.
 #[derive(Clone, Default)]
-struct MemStore(Rc<RefCell<BTreeMap<Vec<u8>, Clock>>>);
+struct MemStore(Rc<RefCell<BTreeMap<Vec<u8>, Clock>>>, Rc<RefCell<Hints>>);
 
 impl Store for MemStore {
     fn load(&self, key: &[u8]) -> Result<Option<Clock>, StoreError> {
         Ok(self.0.borrow().get(key).cloned())
+    }
+
+    fn load_hint(&self, owner: NodeId, key: &[u8]) -> Result<Option<Clock>, StoreError> {
+        Ok(self.1.borrow().get(&(owner, key.to_vec())).cloned())
+    }
+
+    fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
+        Ok(self.1.borrow().keys().cloned().collect())
+    }
+}
+
+impl MemStore {
+    /// Applies a durable write.
+    fn apply(&self, write: Write) {
+        match write {
+            Write::Clock { key, clock } => {
+                self.0.borrow_mut().insert(key, clock);
+            }
+            Write::Hint { owner, key, clock } => {
+                self.1.borrow_mut().insert((owner, key), clock);
+            }
+            Write::DropHint { owner, key } => {
+                self.1.borrow_mut().remove(&(owner, key));
+            }
+            Write::EpochLease(_) => {}
+        }
     }
 }
 
@@ -34,10 +63,8 @@ struct Sim {
     nodes: BTreeMap<NodeId, (Core<MemStore>, MemStore)>,
     /// Messages in flight: (from, to, msg).
     network: Vec<(NodeId, NodeId, PeerMessage)>,
-    /// Persists requested but not yet durable, per node.
-    pending: Vec<(NodeId, PersistId, Vec<u8>, Clock)>,
-    /// Epoch leases requested and not yet durable, per node.
-    leases: Vec<(NodeId, PersistId, u64)>,
+    /// Persists requested but not yet durable, in order, per node.
+    pending: Vec<(NodeId, PersistId, Write)>,
     /// The durable epoch lease per node.
     leases_durable: BTreeMap<u64, u64>,
     /// Starts per node.
@@ -59,7 +86,8 @@ impl Sim {
                     ring.clone(),
                     config.clone(),
                     store.clone(),
-                );
+                )
+                .expect("core");
                 (NodeId(i), (core, store))
             })
             .collect();
@@ -67,7 +95,6 @@ impl Sim {
             nodes,
             network: Vec::new(),
             pending: Vec::new(),
-            leases: Vec::new(),
             leases_durable: BTreeMap::new(),
             boots: BTreeMap::new(),
             config: config.clone(),
@@ -89,14 +116,7 @@ impl Sim {
                     Effect::Reply { client, reply } => {
                         self.replies.insert(client, reply);
                     }
-                    Effect::Persist {
-                        id: p,
-                        write: Write::Clock { key, clock },
-                    } => self.pending.push((*id, p, key, clock)),
-                    Effect::Persist {
-                        id: p,
-                        write: Write::EpochLease(lease),
-                    } => self.leases.push((*id, p, lease)),
+                    Effect::Persist { id: p, write } => self.pending.push((*id, p, write)),
                 }
             }
         }
@@ -105,20 +125,8 @@ impl Sim {
     /// Makes every pending write durable.
     fn sync_disks(&mut self) {
         self.drain();
-        for (node, p, lease) in std::mem::take(&mut self.leases) {
-            let now = self.now;
-            self.leases_durable.insert(node.0, lease);
-            self.nodes
-                .get_mut(&node)
-                .expect("node")
-                .0
-                .handle_persisted(now, [p]);
-        }
-        for (node, p, key, clock) in std::mem::take(&mut self.pending) {
-            let now = self.now;
-            let (core, store) = self.nodes.get_mut(&node).expect("node");
-            store.0.borrow_mut().insert(key, clock);
-            core.handle_persisted(now, [p]);
+        while !self.pending.is_empty() {
+            self.complete_write(0);
         }
         self.drain();
     }
@@ -169,8 +177,11 @@ impl Sim {
 
     /// Makes the `i`-th pending write durable and collects what follows.
     fn complete_write(&mut self, i: usize) {
-        let (node, p, key, clock) = self.pending.remove(i);
-        self.nodes[&node].1 .0.borrow_mut().insert(key, clock);
+        let (node, p, write) = self.pending.remove(i);
+        if let Write::EpochLease(lease) = write {
+            self.leases_durable.insert(node.0, lease);
+        }
+        self.nodes[&node].1.apply(write);
         let now = self.now;
         self.core(node.0).handle_persisted(now, [p]);
         self.drain();
@@ -190,7 +201,6 @@ impl Sim {
     fn restart(&mut self, id: u64) {
         self.drain();
         self.pending.retain(|(n, ..)| n.0 != id);
-        self.leases.retain(|(n, ..)| n.0 != id);
         let ring = self.nodes[&NodeId(id)].0.ring().clone();
         let boot = self.boots.entry(id).or_insert(1);
         *boot += 1;
@@ -200,7 +210,8 @@ impl Sim {
             boot: *boot,
         };
         let store = self.nodes[&NodeId(id)].1.clone();
-        let core = Core::new(NodeId(id), incarnation, ring, self.config.clone(), store);
+        let core =
+            Core::new(NodeId(id), incarnation, ring, self.config.clone(), store).expect("core");
         self.nodes.get_mut(&NodeId(id)).expect("node").0 = core;
     }
 
@@ -220,6 +231,7 @@ fn put(key: &str, value: &str, context: VersionVector) -> ClientOp {
         value: Value::Data(Bytes::from(value.to_string())),
         context,
         w: None,
+        pw: None,
     }
 }
 
@@ -227,6 +239,7 @@ fn get(key: &str) -> ClientOp {
     ClientOp::Get {
         key: Bytes::from(key.to_string()),
         r: None,
+        pr: None,
     }
 }
 
@@ -292,8 +305,10 @@ fn nothing_is_acknowledged_before_w_copies_are_durable() {
     let mut sim = Sim::new(3, config);
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     // The coordinator persists its copy; its new dot does not leave the node before that.
-    assert_eq!(sim.pending.len(), 1);
+    assert_eq!(sim.pending.len(), 2, "the epoch lease and the write");
     assert!(sim.network.is_empty());
+    sim.complete_write(0);
+    assert!(sim.network.is_empty(), "the lease is not the write");
     sim.complete_write(0);
     assert_eq!(sim.network.len(), 2, "replicated once durable");
     sim.deliver_all();
@@ -400,6 +415,7 @@ fn out_of_range_quorums_are_refused_and_change_nothing() {
         ClientOp::Get {
             key: Bytes::from_static(b"k"),
             r: Some(4),
+            pr: None,
         },
     );
     sim.client(
@@ -410,6 +426,7 @@ fn out_of_range_quorums_are_refused_and_change_nothing() {
             value: Value::Data(Bytes::from_static(b"v")),
             context: VersionVector::new(),
             w: Some(0),
+            pw: None,
         },
     );
     assert!(matches!(
@@ -473,6 +490,7 @@ fn deletes_hide_values_but_a_later_blind_put_shows() {
             value: Value::Tombstone,
             context: ctx,
             w: None,
+            pw: None,
         },
     );
     sim.run(&[]);
@@ -597,15 +615,15 @@ fn a_draining_node_refuses_new_writes_and_waits_only_for_writes_before_the_drain
     // Another coordinator's write makes node 1 persist a replica copy after the mark: it
     // issues no dot of node 1's, so the drain does not wait for it.
     sim.client(2, 3, put("other", "x", VersionVector::new()));
-    let theirs = sim.pending.iter().position(|(n, ..)| *n == NodeId(2));
-    sim.complete_write(theirs.expect("node 2's own write is pending"));
-    sim.deliver_all();
-    let now = sim.now;
-    for (node, p, _) in std::mem::take(&mut sim.leases) {
-        sim.core(node.0).handle_persisted(now, [p]);
+    while let Some(i) = sim.pending.iter().position(|(n, ..)| *n == NodeId(2)) {
+        sim.complete_write(i);
     }
-    let ours = sim.pending.iter().position(|(n, ..)| *n == NodeId(1));
-    sim.complete_write(ours.expect("node 1's own write is pending"));
+    sim.deliver_all();
+    // Node 1's lease and own write, the first two of its pending writes.
+    for _ in 0..2 {
+        let i = sim.pending.iter().position(|(n, ..)| *n == NodeId(1));
+        sim.complete_write(i.expect("node 1's own write is pending"));
+    }
     assert!(
         sim.core(1).durable_up_to(mark),
         "only writes before the drain count"
@@ -657,6 +675,7 @@ fn delete(key: &str, context: VersionVector) -> ClientOp {
         value: Value::Tombstone,
         context,
         w: None,
+        pw: None,
     }
 }
 
@@ -749,4 +768,182 @@ fn a_non_replica_forwards_to_a_live_replica_when_the_first_is_down() {
     sim.client(other, 1, put("k", "v", VersionVector::new()));
     sim.run(&[replicas[0].0]);
     assert!(sim.stored(1), "forwarded to {:?}", replicas[1]);
+}
+
+/// A 5-node cluster with N = 3 where `down` primaries of "k" are unreachable and every node
+/// knows it; returns the simulator, the primaries and the other nodes.
+fn five_with_primaries_down(w: usize, down: usize) -> (Sim, Vec<u64>, Vec<u64>) {
+    let config = CoreConfig {
+        w,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(5, config);
+    let ring = sim.core(1).ring().clone();
+    let primaries: Vec<u64> = ring
+        .preference_list(ring.partition_of(b"k"), 3)
+        .iter()
+        .map(|n| n.0)
+        .collect();
+    let others: Vec<u64> = (1..=5).filter(|n| !primaries.contains(n)).collect();
+    let now = sim.now;
+    for node in 1..=5 {
+        for p in &primaries[3 - down..] {
+            sim.core(node).handle_link(now, NodeId(*p), false, None);
+        }
+    }
+    (sim, primaries, others)
+}
+
+fn hints_held(sim: &Sim, node: u64) -> usize {
+    sim.nodes[&NodeId(node)].1 .1.borrow().len()
+}
+
+#[test]
+fn with_two_primaries_down_a_write_is_acknowledged_through_fallbacks_and_handed_off() {
+    let (mut sim, primaries, others) = five_with_primaries_down(3, 2);
+    let down: Vec<u64> = primaries[1..].to_vec();
+    sim.client(primaries[0], 1, put("k", "v", VersionVector::new()));
+    sim.run(&down);
+    assert!(sim.stored(1), "W = 3 reached with two fallbacks");
+    let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
+    assert_eq!(held, 2, "one hint per missing primary");
+    // The primaries come back: the fallbacks hand their hints over and drop them.
+    let now = sim.now;
+    for node in 1..=5 {
+        for p in &down {
+            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
+        }
+    }
+    sim.advance(Duration::from_millis(200));
+    sim.run(&[]);
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    for p in &down {
+        let clock = sim.nodes[&NodeId(*p)].1.load(&skey).expect("load");
+        assert_eq!(
+            clock.map(|c| c.size()),
+            Some(1),
+            "primary {p} got the write"
+        );
+    }
+    let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
+    assert_eq!(held, 0, "hints dropped once their owners hold them durably");
+    let handed: u64 = others
+        .iter()
+        .map(|n| sim.core(*n).stats().hints_handed_off)
+        .sum();
+    assert_eq!(handed, 2);
+}
+
+#[test]
+fn pw_refuses_a_write_when_too_few_primaries_are_reachable() {
+    let (mut sim, primaries, _) = five_with_primaries_down(2, 2);
+    let op = ClientOp::Put {
+        key: Bytes::from_static(b"k"),
+        value: Value::Data(Bytes::from_static(b"v")),
+        context: VersionVector::new(),
+        w: None,
+        pw: Some(2),
+    };
+    sim.client(primaries[0], 1, op);
+    assert_eq!(
+        sim.replies.get(&ClientId(1)),
+        Some(&ClientReply::Unavailable {
+            required: 2,
+            answered: 1
+        })
+    );
+    assert!(sim.pending.is_empty(), "nothing stored");
+}
+
+#[test]
+fn a_put_whose_replicas_stay_silent_goes_to_fallbacks_at_its_deadline() {
+    // Nobody knows the two primaries are gone: the put waits, then stands fallbacks in.
+    let (mut sim, primaries, others) = five_with_primaries_down(3, 0);
+    let down: Vec<u64> = primaries[1..].to_vec();
+    sim.client(primaries[0], 1, put("k", "v", VersionVector::new()));
+    sim.run(&down);
+    assert!(!sim.stored(1));
+    sim.advance(Duration::from_secs(3));
+    sim.run(&down);
+    assert!(sim.stored(1), "acknowledged after the fallbacks stood in");
+    let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
+    assert_eq!(held, 2);
+}
+
+#[test]
+fn a_hint_survives_its_holders_crash_and_is_handed_off_after_the_restart() {
+    let (mut sim, primaries, others) = five_with_primaries_down(3, 2);
+    let down: Vec<u64> = primaries[1..].to_vec();
+    sim.client(primaries[0], 1, put("k", "v", VersionVector::new()));
+    sim.run(&down);
+    assert!(sim.stored(1));
+    for n in &others {
+        sim.restart(*n);
+    }
+    let now = sim.now;
+    for node in 1..=5 {
+        for p in &down {
+            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
+        }
+    }
+    sim.advance(Duration::from_millis(200));
+    sim.run(&[]);
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    for p in &down {
+        let clock = sim.nodes[&NodeId(*p)].1.load(&skey).expect("load");
+        assert_eq!(
+            clock.map(|c| c.size()),
+            Some(1),
+            "primary {p} got the write"
+        );
+    }
+    assert_eq!(
+        others.iter().map(|n| hints_held(&sim, *n)).sum::<usize>(),
+        0
+    );
+}
+
+#[test]
+fn a_hint_that_grew_after_it_was_offered_is_kept_until_its_new_clock_is_acknowledged() {
+    let (mut sim, primaries, others) = five_with_primaries_down(3, 2);
+    let down: Vec<u64> = primaries[1..].to_vec();
+    sim.client(primaries[0], 1, put("k", "a", VersionVector::new()));
+    sim.run(&down);
+    // The owners come back and the hints are offered, but the offers are held in flight.
+    let now = sim.now;
+    for node in 1..=5 {
+        for p in &down {
+            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
+        }
+    }
+    sim.advance(Duration::from_millis(200));
+    let offers: Vec<_> = std::mem::take(&mut sim.network);
+    assert_eq!(offers.len(), 2, "{offers:?}");
+    // Meanwhile the hints grow: another write while the owners still look down to the
+    // coordinator.
+    for p in &down {
+        sim.core(primaries[0])
+            .handle_link(now, NodeId(*p), false, None);
+    }
+    sim.client(primaries[0], 2, put("k", "b", VersionVector::new()));
+    sim.run(&down);
+    assert!(sim.stored(2));
+    // The old offers arrive and are acknowledged: the grown hints must stay.
+    sim.network = offers;
+    sim.run(&[]);
+    let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
+    assert_eq!(
+        held, 2,
+        "a hint is dropped only for the clock its owner acknowledged"
+    );
+    // The next rounds hand the grown hints over too.
+    for _ in 0..30 {
+        sim.advance(Duration::from_millis(200));
+        sim.run(&[]);
+    }
+    assert_eq!(
+        others.iter().map(|n| hints_held(&sim, *n)).sum::<usize>(),
+        0
+    );
+    assert_eq!(sim.read(down[0], 3, "k").0, vec!["a", "b"]);
 }

@@ -255,3 +255,5 @@ impl Drop for Cluster {
         }
     }
 }
+
+pub mod lazyfs;

@@ -1,10 +1,13 @@
-//! A quorum get: ask every replica, answer with the merge of the first `R` answers, keep
-//! collecting until all `N` answered or the deadline passed, then repair stale replicas.
+//! A quorum get: ask the targets (every healthy primary, and with sloppy quorum a fallback for
+//! each other one, which answers with the hints it holds), answer with the merge of the first
+//! `R` answers (`pr` of them from primaries), keep collecting until every target answered or
+//! the deadline passed, then repair the primaries that answered with something stale.
 //!
-//! Each replica's answer counts once, only from a node of the key's preference list and only
-//! for the key asked: a duplicated or stray reply cannot make `R` answers out of fewer
-//! replicas, nor a late answer about another key pass for this one.
+//! Each answer counts once, only from a target and only for the key asked: a duplicated or
+//! stray reply cannot make `R` answers out of fewer nodes, nor a late answer about another key
+//! pass for this one.
 
+use super::targets::{self, Target};
 use super::{answer, Coordinator, Kind, Request, Waiter};
 use crate::core::{read_repair, Env, Store, Time};
 use crate::ids::NodeId;
@@ -16,9 +19,10 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug)]
 pub(super) struct GetState {
     key: Bytes,
-    replicas: Vec<NodeId>,
+    targets: Vec<Target>,
     answers: BTreeMap<NodeId, Option<Clock>>,
     required: usize,
+    required_primaries: usize,
     replied: bool,
 }
 
@@ -28,56 +32,76 @@ impl GetState {
         (!self.replied).then_some((self.required, self.answers.len()))
     }
 
-    /// The replicas that have not answered.
+    /// The targets that have not answered.
     pub(super) fn silent(&self) -> Vec<NodeId> {
-        self.replicas
+        self.targets
             .iter()
-            .copied()
-            .filter(|r| !self.answers.contains_key(r))
+            .map(|t| t.node)
+            .filter(|n| !self.answers.contains_key(n))
             .collect()
     }
 
-    /// The get is over: repair the replicas that answered with something stale.
+    fn primaries_answered(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| t.hint.is_none() && self.answers.contains_key(&t.node))
+            .count()
+    }
+
+    /// The get is over: repair the primaries that answered with something stale (a fallback's
+    /// answer is its hints, which it hands over itself).
     pub(super) fn repair<S: Store>(self, env: &mut Env<S>) {
-        read_repair::after_get(env, self.key, self.answers);
+        let primaries: Vec<NodeId> = self
+            .targets
+            .iter()
+            .filter(|t| t.hint.is_none())
+            .map(|t| t.node)
+            .collect();
+        read_repair::after_get(env, self.key, self.answers, &primaries);
     }
 }
 
 impl Coordinator {
-    /// Asks every replica of `key` for its clock; the local one answers at once.
+    /// Asks every target for its clock of `key`; this node answers at once if it is one.
     pub(super) fn start_get<S: Store>(
         &mut self,
         env: &mut Env<S>,
         now: Time,
         waiter: Waiter,
         key: Bytes,
-        r: usize,
+        quorum: (usize, usize),
     ) {
-        let replicas = env.preference_list(&key);
+        let primaries = env.preference_list(&key);
+        let targets = targets::choose(env, &key, &primaries);
         let me = env.id;
         let state = GetState {
             key: key.clone(),
-            replicas: replicas.clone(),
+            targets: targets.clone(),
             answers: BTreeMap::new(),
-            required: r,
+            required: quorum.0,
+            required_primaries: quorum.1,
             replied: false,
         };
         let req = self.register(env, now, waiter, Kind::Get(state));
-        for node in &replicas {
-            if *node != me {
-                let msg = PeerMessage::Read {
-                    req,
-                    key: key.clone(),
-                };
-                env.out.send(*node, msg);
-            }
+        for t in targets.iter().filter(|t| t.node != me) {
+            let msg = PeerMessage::Read {
+                req,
+                key: key.clone(),
+            };
+            env.out.send(t.node, msg);
         }
-        if replicas.contains(&me) {
+        if let Some(t) = targets.iter().find(|t| t.node == me) {
             let skey = env.storage_key(&key);
-            if let Ok(local) = env.store.visible(&skey) {
+            let local = match t.hint {
+                None => env.store.visible(&skey),
+                Some(_) => env.store.hints_for(&skey),
+            };
+            if let Ok(local) = local {
                 self.record_answer(env, req, me, local);
             }
         }
+        // Too few targets to ever reach the quorum: answer now.
+        self.check_get(env, req);
     }
 
     /// A replica's answer to a [`PeerMessage::Read`].
@@ -112,17 +136,40 @@ impl Coordinator {
         let Kind::Get(g) = &mut request.kind else {
             return;
         };
-        if !g.replicas.contains(&from) || g.answers.contains_key(&from) {
+        if !g.targets.iter().any(|t| t.node == from) || g.answers.contains_key(&from) {
             return;
         }
         g.answers.insert(from, clock);
-        let reply = if !g.replied && g.answers.len() >= g.required {
-            g.replied = true;
+        self.check_get(env, req);
+    }
+
+    /// Answers at `R` answers (`pr` of them from primaries), or "unavailable" once every
+    /// target answered and that is too few; repairs once every target answered.
+    fn check_get<S: Store>(&mut self, env: &mut Env<S>, req: RequestId) {
+        let Some(request) = self.requests.get_mut(&req) else {
+            return;
+        };
+        let Kind::Get(g) = &mut request.kind else {
+            return;
+        };
+        let enough =
+            g.answers.len() >= g.required && g.primaries_answered() >= g.required_primaries;
+        let complete = g.answers.len() == g.targets.len();
+        let reply = if g.replied {
+            None
+        } else if enough {
             Some(found(g.answers.values()))
+        } else if complete {
+            Some(ClientReply::Unavailable {
+                required: g.required,
+                answered: g.answers.len(),
+            })
         } else {
             None
         };
-        let complete = g.answers.len() == g.replicas.len();
+        if reply.is_some() {
+            g.replied = true;
+        }
         let waiter = request.waiter.clone();
         if let Some(reply) = reply {
             answer(env, waiter, reply);

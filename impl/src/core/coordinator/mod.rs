@@ -15,6 +15,7 @@
 mod forward;
 mod get;
 mod put;
+mod targets;
 
 use super::actors::{Actors, Incarnation};
 use super::{Env, Store, Time};
@@ -106,26 +107,44 @@ impl Coordinator {
         op: ClientOp,
     ) {
         let n = env.config.n;
+        let quorum = |value: Option<usize>, default: usize, name: &str| {
+            let q = value.unwrap_or(default);
+            if q == 0 || q > n {
+                Err(format!("{name} must be between 1 and N = {n}"))
+            } else {
+                Ok(q)
+            }
+        };
+        let strict = |value: Option<usize>, q: usize, name: &str, of: &str| match value {
+            Some(p) if p > q => Err(format!("{name} must be at most {of} = {q}")),
+            other => Ok(other.unwrap_or(0)),
+        };
         match op {
-            ClientOp::Get { key, r } => {
-                let r = r.unwrap_or(env.config.r);
-                if r == 0 || r > n {
-                    let reason = format!("r must be between 1 and N = {n}");
-                    return answer(env, waiter, ClientReply::Invalid(reason));
+            ClientOp::Get { key, r, pr } => {
+                let checked = quorum(r, env.config.r, "r").and_then(|r| {
+                    let pr = strict(pr, r, "pr", "r")?;
+                    Ok((r, pr))
+                });
+                match checked {
+                    Ok(q) => self.start_get(env, now, waiter, key, q),
+                    Err(reason) => answer(env, waiter, ClientReply::Invalid(reason)),
                 }
-                self.start_get(env, now, waiter, key, r);
             }
             ClientOp::Put {
                 key,
                 value,
                 context,
                 w,
+                pw,
             } => {
-                let w = w.unwrap_or(env.config.w);
-                if w == 0 || w > n {
-                    let reason = format!("w must be between 1 and N = {n}");
-                    return answer(env, waiter, ClientReply::Invalid(reason));
-                }
+                let checked = quorum(w, env.config.w, "w").and_then(|w| {
+                    let pw = strict(pw, w, "pw", "w")?;
+                    Ok((w, pw))
+                });
+                let (w, pw) = match checked {
+                    Ok(q) => q,
+                    Err(reason) => return answer(env, waiter, ClientReply::Invalid(reason)),
+                };
                 if self.draining || env.store.pending() >= super::MAX_PENDING_PERSISTS {
                     let reply = ClientReply::Unavailable {
                         required: w,
@@ -133,28 +152,46 @@ impl Coordinator {
                     };
                     return answer(env, waiter, reply);
                 }
-                let replicas = env.preference_list(&key);
-                if replicas.contains(&env.id) {
+                let primaries = env.preference_list(&key);
+                let targets = targets::choose(env, &key, &primaries);
+                let me_target = targets.iter().any(|t| t.node == env.id);
+                let primary_alive = primaries.iter().any(|p| env.detector.healthy(*p));
+                let forwarded = matches!(waiter, Waiter::Forwarded { .. });
+                let healthy_primaries = primaries
+                    .iter()
+                    .filter(|p| **p == env.id || env.detector.healthy(**p))
+                    .count();
+                if healthy_primaries < pw {
+                    let reply = ClientReply::Unavailable {
+                        required: pw,
+                        answered: healthy_primaries,
+                    };
+                    return answer(env, waiter, reply);
+                }
+                if primaries.contains(&env.id) || (me_target && (!primary_alive || forwarded)) {
+                    // A primary coordinates; so does a fallback when no primary is reachable
+                    // (or when it was handed the write), standing in with its own copy.
                     let write = put::Write {
                         key,
                         value,
                         context,
                         w,
+                        pw,
                     };
-                    self.start_put(env, now, waiter, write, replicas);
-                } else if let (Waiter::Client(_), Some(target)) =
-                    (&waiter, forward_target(env, &replicas))
-                {
+                    self.start_put(env, now, waiter, write, primaries, targets);
+                } else if let (false, Some(target)) = (forwarded, forward_target(env, &primaries)) {
                     let op = ClientOp::Put {
                         key,
                         value,
                         context,
                         w: Some(w),
+                        pw: Some(pw),
                     };
                     self.start_forward(env, now, waiter, target, op, w);
                 } else {
-                    // A forwarded write to a node that is not a replica: the rings disagree.
-                    // Refuse rather than forward again, so a request can never loop.
+                    // A forwarded write to a node that is neither a primary nor a fallback: the
+                    // rings disagree. Refuse rather than forward again, so a request can never
+                    // loop.
                     let reason = "this node is not a replica of the key".into();
                     answer(env, waiter, ClientReply::Invalid(reason));
                 }
@@ -193,22 +230,18 @@ impl Coordinator {
     }
 
     /// Time has reached `now`: requests past their deadline answer "unavailable" if they have
-    /// not answered yet, and finished gets repair what they read.
+    /// not answered yet (a put with sloppy quorum first gets fallbacks for its silent targets
+    /// and a fresh deadline), finished gets repair what they read, and the targets that stayed
+    /// silent are suspected (Dynamo §4.8.3).
     pub(crate) fn handle_timeout<S: Store>(&mut self, env: &mut Env<S>, now: Time) {
         while let Some(&(at, req)) = self.deadlines.first() {
             if at > now {
                 break;
             }
             self.deadlines.pop_first();
-            let Some(request) = self.requests.remove(&req) else {
+            let Some(mut request) = self.requests.remove(&req) else {
                 continue;
             };
-            let unanswered = match &request.kind {
-                Kind::Put(p) => p.unanswered(),
-                Kind::Get(g) => g.unanswered(),
-                Kind::Forward(f) => Some((f.required, 0)),
-            };
-            // Replicas that let the request reach its deadline are suspected (Dynamo §4.8.3).
             let silent = match &request.kind {
                 Kind::Put(p) => p.silent(),
                 Kind::Get(g) => g.silent(),
@@ -217,6 +250,20 @@ impl Coordinator {
             for peer in silent.into_iter().filter(|p| *p != env.id) {
                 env.detector.suspect(now, peer);
             }
+            if let Kind::Put(p) = &mut request.kind {
+                if p.stand_in(env, req) {
+                    let deadline = now + env.config.request_timeout;
+                    request.deadline = deadline;
+                    self.deadlines.insert((deadline, req));
+                    self.requests.insert(req, request);
+                    continue;
+                }
+            }
+            let unanswered = match &request.kind {
+                Kind::Put(p) => p.unanswered(),
+                Kind::Get(g) => g.unanswered(),
+                Kind::Forward(f) => Some((f.required, 0)),
+            };
             if let Some((required, answered)) = unanswered {
                 env.stats.timeouts += 1;
                 let reply = ClientReply::Unavailable { required, answered };

@@ -1,13 +1,18 @@
 //! A quorum put: update the coordinator's clock, persist it, then replicate it; answer once
-//! `W` replicas hold it durably.
+//! `W` copies are durable.
 //!
 //! The new clock carries a dot of this node's, so it is replicated only once the
-//! coordinator's own copy is durable (see [`crate::core::actors`]). The coordinator counts its
-//! own copy then, and every other replica's only once that replica acknowledged its durable
-//! copy; an acknowledgement from a node outside the preference list, for another key, or a
-//! second one from the same node, counts for nothing. A delete whose result holds only tombstones waits on, after answering, until every
-//! replica acknowledged it, and then has its tombstones reaped (see [`crate::core::reap`]).
+//! coordinator's own copy is durable (see [`crate::core::actors`]). Copies go to the targets
+//! sloppy quorum chose ([`super::targets`]); the coordinator counts its own copy once durable,
+//! and every other target's only once that target acknowledged its durable copy; an
+//! acknowledgement from a node that is not a target, for another key, or a second one from the
+//! same node, counts for nothing. `pw` counts only copies on primaries. When the deadline comes
+//! before `W` with sloppy quorum on, the targets that stayed silent are suspected and fallbacks
+//! stand in for them once, with a fresh deadline; a second deadline fails the put. A delete
+//! whose result holds only tombstones waits on, after answering, until every primary
+//! acknowledged it, and then has its tombstones reaped (see [`crate::core::reap`]).
 
+use super::targets::{self, Target};
 use super::{answer, Coordinator, Kind, Waiter};
 use crate::core::local_store::Then;
 use crate::core::{reap, Env, Store, StoreError, Time, MAX_CLOCK_BYTES, MAX_SIBLINGS};
@@ -23,26 +28,34 @@ pub(super) struct Write {
     pub(super) value: Value,
     pub(super) context: VersionVector,
     pub(super) w: usize,
+    pub(super) pw: usize,
 }
 
-/// A put waiting for `required` durable copies among `replicas`.
+/// A put waiting for `required` durable copies (`required_primaries` of them on primaries).
 #[derive(Clone, Debug)]
 pub(super) struct PutState {
     key: Bytes,
-    /// The new clock, replicated once the coordinator's copy is durable (then dropped).
-    clock: Option<Clock>,
-    replicas: Vec<NodeId>,
+    /// The new clock.
+    clock: Clock,
+    /// Whether the clock was sent to the other targets (once the own copy was durable).
+    sent: bool,
+    /// The key's primaries.
+    primaries: Vec<NodeId>,
+    /// Where copies go, this node included.
+    targets: Vec<Target>,
     acked: Vec<NodeId>,
     required: usize,
+    required_primaries: usize,
+    /// Whether fallbacks already stood in for silent targets at a deadline.
+    hinted: bool,
     /// Context to hand back: covers the new value and what the client had seen.
     reply_context: VersionVector,
     /// Values the key holds after this write.
     siblings: usize,
-    /// Whether the client has been answered (a delete waits on for every replica).
+    /// Whether the client has been answered (a delete waits on for every primary).
     replied: bool,
-    /// For a write that leaves only tombstones: the key and its clock, to be reaped once
-    /// every replica has acknowledged it.
-    reap: Option<(Bytes, Clock)>,
+    /// For a write that leaves only tombstones: to be reaped once every primary has it.
+    reap: bool,
 }
 
 impl PutState {
@@ -51,46 +64,103 @@ impl PutState {
         (!self.replied).then_some((self.required, self.acked.len()))
     }
 
-    /// The replicas that have not acknowledged.
+    /// The targets that have not acknowledged.
     pub(super) fn silent(&self) -> Vec<NodeId> {
-        let acked = &self.acked;
-        self.replicas
+        self.targets
+            .iter()
+            .map(|t| t.node)
+            .filter(|n| !self.acked.contains(n))
+            .collect()
+    }
+
+    fn primaries_acked(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| t.hint.is_none() && self.acked.contains(&t.node))
+            .count()
+    }
+
+    /// The put reached its deadline unanswered: with sloppy quorum, stand fallbacks in for the
+    /// silent targets once and keep waiting (`true`); otherwise give up (`false`).
+    pub(super) fn stand_in<S: Store>(&mut self, env: &mut Env<S>, req: RequestId) -> bool {
+        if self.replied || self.hinted || !env.config.sloppy_quorum || !self.sent {
+            return false;
+        }
+        self.hinted = true;
+        let silent: Vec<Target> = self
+            .targets
             .iter()
             .copied()
-            .filter(|r| !acked.contains(r))
-            .collect()
+            .filter(|t| !self.acked.contains(&t.node) && t.node != env.id)
+            .collect();
+        let mut added = false;
+        for t in silent {
+            let owner = t.hint.unwrap_or(t.node);
+            let Some(f) = targets::stand_in(env, &self.key, &self.primaries, &self.targets) else {
+                break;
+            };
+            self.targets.push(Target {
+                node: f,
+                hint: Some(owner),
+            });
+            added = true;
+            if f == env.id {
+                // Only a coordinator that is itself a fallback stands in for itself, and it
+                // already holds its copy: nothing to send.
+                continue;
+            }
+            let msg = PeerMessage::Replicate {
+                req,
+                key: self.key.clone(),
+                clock: self.clock.clone(),
+                hint: Some(owner),
+            };
+            env.out.send(f, msg);
+        }
+        added
     }
 }
 
 impl Coordinator {
-    /// Applies the write to the local clock, replicates it and persists the coordinator's copy.
+    /// Applies the write to the local clock (or, for a coordinator standing in for
+    /// unreachable primaries, to nothing, under a fresh epoch), persists the coordinator's
+    /// copy, and replicates once it is durable.
     pub(super) fn start_put<S: Store>(
         &mut self,
         env: &mut Env<S>,
         now: Time,
         waiter: Waiter,
         write: Write,
-        replicas: Vec<NodeId>,
+        primaries: Vec<NodeId>,
+        targets: Vec<Target>,
     ) {
         let Write {
             key,
             value,
             context,
             w,
+            pw,
         } = write;
+        let me = env.id;
+        let own = targets.iter().find(|t| t.node == me).copied();
         let skey = env.storage_key(&key);
-        let local = match env.store.load(&skey) {
-            Ok(local) => local,
-            // An unreadable record is a lost history: start the key afresh under a new epoch
-            // (the write replaces the record; the other replicas still hold what it held).
-            Err(StoreError::Corrupt(_)) => None,
-            Err(StoreError::Engine(_)) => {
-                let reply = ClientReply::Unavailable {
-                    required: w,
-                    answered: 0,
-                };
-                return answer(env, waiter, reply);
-            }
+        let local = match own.and_then(|t| t.hint) {
+            // A fallback has no history of the key: a fresh epoch makes the dot new.
+            Some(_) => None,
+            None => match env.store.load(&skey) {
+                Ok(local) => local,
+                // An unreadable record is a lost history: start the key afresh under a new
+                // epoch (the write replaces the record; the other replicas still hold what it
+                // held).
+                Err(StoreError::Corrupt(_)) => None,
+                Err(StoreError::Engine(_)) => {
+                    let reply = ClientReply::Unavailable {
+                        required: w,
+                        answered: 0,
+                    };
+                    return answer(env, waiter, reply);
+                }
+            },
         };
         let actor = self.actors.actor_for(local.as_ref(), env.store, env.out);
         let clock = local.unwrap_or_default().update(&context, value, actor);
@@ -103,22 +173,27 @@ impl Coordinator {
         }
         let reply_context = reply_context(&clock, &context, actor);
         let tombstones_only = clock.size() > 0 && clock.values().iter().all(|v| v.is_tombstone());
-        let reap =
-            (env.config.reap_tombstones && tombstones_only).then(|| (key.clone(), clock.clone()));
         let state = PutState {
-            key,
-            clock: Some(clock.clone()),
-            replicas,
+            key: key.clone(),
+            clock: clock.clone(),
+            sent: false,
+            primaries,
+            targets,
             acked: Vec::new(),
             required: w,
+            required_primaries: pw,
+            hinted: false,
             reply_context,
             siblings: clock.size(),
             replied: false,
-            reap,
+            reap: env.config.reap_tombstones && tombstones_only,
         };
         let req = self.register(env, now, waiter, Kind::Put(state));
-        env.store
-            .persist(env.out, skey, clock, Then::CountOwnCopy(req));
+        let then = Then::CountOwnCopy(req);
+        match own.and_then(|t| t.hint) {
+            Some(owner) => env.store.persist_hint(env.out, owner, skey, clock, then),
+            None => env.store.persist(env.out, skey, clock, then),
+        }
     }
 
     /// The coordinator's own copy is durable: it counts towards `W`, and the new clock may now
@@ -128,14 +203,16 @@ impl Coordinator {
         let Some(Kind::Put(p)) = self.requests.get_mut(&req).map(|r| &mut r.kind) else {
             return;
         };
-        if let Some(clock) = p.clock.take() {
-            for to in p.replicas.iter().filter(|n| **n != me) {
+        if !p.sent {
+            p.sent = true;
+            for t in p.targets.iter().filter(|t| t.node != me) {
                 let msg = PeerMessage::Replicate {
                     req,
                     key: p.key.clone(),
-                    clock: clock.clone(),
+                    clock: p.clock.clone(),
+                    hint: t.hint,
                 };
-                env.out.send(*to, msg);
+                env.out.send(t.node, msg);
             }
         }
         if !p.acked.contains(&me) {
@@ -144,7 +221,7 @@ impl Coordinator {
         self.check_put(env, req);
     }
 
-    /// A replica reports its copy durable.
+    /// A target reports its copy durable.
     pub(crate) fn on_replicate_ack<S: Store>(
         &mut self,
         env: &mut Env<S>,
@@ -155,15 +232,17 @@ impl Coordinator {
         let Some(Kind::Put(p)) = self.requests.get_mut(&req).map(|r| &mut r.kind) else {
             return;
         };
-        if p.key == key && p.replicas.contains(&from) && !p.acked.contains(&from) {
+        let target = p.targets.iter().any(|t| t.node == from);
+        if p.key == key && target && !p.acked.contains(&from) {
             p.acked.push(from);
             env.stats.replica_responses += 1;
         }
         self.check_put(env, req);
     }
 
-    /// Answers the client once `W` copies are durable; a delete that left only tombstones
-    /// waits on until every replica holds it, then has them reaped.
+    /// Answers the client once `W` copies (`pw` of them on primaries) are durable — or
+    /// "unavailable" once every target has answered and that is still too few; a delete that
+    /// left only tombstones waits on until every primary holds it, then has them reaped.
     fn check_put<S: Store>(&mut self, env: &mut Env<S>, req: RequestId) {
         let Some(request) = self.requests.get_mut(&req) else {
             return;
@@ -171,17 +250,30 @@ impl Coordinator {
         let Kind::Put(p) = &mut request.kind else {
             return;
         };
-        let reply = (!p.replied && p.acked.len() >= p.required).then(|| ClientReply::Stored {
-            context: p.reply_context.clone(),
-            siblings: p.siblings,
-        });
+        let enough = p.acked.len() >= p.required && p.primaries_acked() >= p.required_primaries;
+        let all_targets = p.targets.iter().all(|t| p.acked.contains(&t.node));
+        let reply = if p.replied {
+            None
+        } else if enough {
+            Some(ClientReply::Stored {
+                context: p.reply_context.clone(),
+                siblings: p.siblings,
+            })
+        } else if all_targets {
+            // Every target answered and it is not enough: nothing more can come.
+            Some(ClientReply::Unavailable {
+                required: p.required,
+                answered: p.acked.len(),
+            })
+        } else {
+            None
+        };
         if reply.is_some() {
             p.replied = true;
         }
-        let everyone = p.acked.len() == p.replicas.len();
-        let complete = everyone || (p.replied && p.reap.is_none());
-        let reap_now = if everyone { p.reap.take() } else { None };
-        let targets = p.replicas.clone();
+        let reap_now = p.reap && p.primaries_acked() == p.primaries.len();
+        let complete = all_targets || (p.replied && !p.reap) || reap_now;
+        let reap = reap_now.then(|| (p.primaries.clone(), p.key.clone(), p.clock.clone()));
         let waiter = request.waiter.clone();
         if let Some(reply) = reply {
             answer(env, waiter, reply);
@@ -189,15 +281,15 @@ impl Coordinator {
         if complete {
             self.finish(req);
         }
-        if let Some((key, clock)) = reap_now {
-            reap::send_reaps(env, &targets, key, clock);
+        if let Some((primaries, key, clock)) = reap {
+            reap::send_reaps(env, &primaries, key, clock);
         }
     }
 }
 
 /// The context handed back after a put. It must cover the new value (so the client's next
 /// write replaces it) but nothing the client has not seen: when the new clock also holds
-/// siblings, a context covering our dot could cover an unseen sibling of the same node, and
+/// siblings, a context covering our dot could cover an unseen sibling of the same actor, and
 /// then the client's own context is returned instead (its next write becomes a sibling of
 /// this one rather than silently replacing a value it never read).
 fn reply_context(clock: &Clock, context: &VersionVector, me: ActorId) -> VersionVector {
