@@ -42,6 +42,10 @@ enum Command {
         /// FUSE worker threads.
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// Unmount when the process that started this one dies (so a killed test leaves
+        /// no mount behind).
+        #[arg(long)]
+        die_with_parent: bool,
     },
     /// Sends one command to a mounted instance and prints its answer.
     Ctl {
@@ -65,7 +69,13 @@ fn main() -> Result<()> {
             mountpoint,
             control,
             threads,
-        } => mount(&backing, &mountpoint, &control, threads),
+            die_with_parent,
+        } => {
+            if die_with_parent {
+                die_with_parent_process()?;
+            }
+            mount(&backing, &mountpoint, &control, threads)
+        }
         Command::Ctl { control, command } => {
             let answer = control::request(&control, &command)
                 .with_context(|| format!("control socket {}", control.display()))?;
@@ -81,6 +91,23 @@ fn main() -> Result<()> {
                 .with_context(|| format!("umount {}", mountpoint.display()))
         }
     }
+}
+
+/// Asks for SIGTERM (which unmounts) when the parent dies.
+fn die_with_parent_process() -> Result<()> {
+    let parent = nix::unistd::getppid();
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) };
+    if rc != 0 {
+        bail!(
+            "prctl(PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    if nix::unistd::getppid() != parent {
+        bail!("the parent process is already gone");
+    }
+    Ok(())
 }
 
 fn mount(backing: &Path, mountpoint: &Path, control_path: &Path, threads: usize) -> Result<()> {
