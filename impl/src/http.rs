@@ -42,6 +42,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/admin/nodes", get(admin_nodes))
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .route("/admin/faults", axum::routing::post(admin_faults))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }
@@ -369,6 +370,34 @@ async fn admin_nodes(State(api): State<Api>) -> Response {
         serde_json::Value::Array(nodes).to_string(),
     )
         .into_response()
+}
+
+/// `POST /admin/faults` with `{"peer": 2, "delay_ms": 50, "reset": 0.01, "partitioned": false}`:
+/// sets the transport's fault switch for one peer (an all-default spec clears it). Only builds
+/// with the `faults` feature (the test suite's) act on it; others answer `404`.
+async fn admin_faults(State(api): State<Api>, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct Request {
+        peer: u64,
+        #[serde(flatten)]
+        spec: crate::transport::FaultSpec,
+    }
+    if !crate::transport::Faults::ENABLED {
+        return (
+            StatusCode::NOT_FOUND,
+            "fault injection is compiled only into test builds\n",
+        )
+            .into_response();
+    }
+    match serde_json::from_slice::<Request>(&body) {
+        Ok(r) => {
+            api.node.transport.faults().set(NodeId(r.peer), r.spec);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(format!(
+            "expected {{\"peer\": ID, \"delay_ms\": .., \"reset\": .., \"partitioned\": ..}}: {e}"
+        )),
+    }
 }
 
 /// How a node looks from here, for `/admin/nodes`.

@@ -166,3 +166,51 @@ fn sample(metrics: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in\n{metrics}"))
 }
+
+/// The state node `from` reports for node `of` in `/admin/nodes`.
+async fn seen_state(c: &mut Cluster, from: u64, of: u64) -> String {
+    let url = format!("http://{}/admin/nodes", c.nodes[(from - 1) as usize].http);
+    let nodes = common::get_json(&c.client, &url).await;
+    nodes
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|n| n["id"] == of)
+        .map(|n| n["status"]["state"].as_str().unwrap_or("?").to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_test_builds_fault_switch_cuts_a_peer_off_and_the_detector_sees_it() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen_state(&mut c, 1, 2).await != "up" {
+        assert!(std::time::Instant::now() < deadline, "node 2 never came up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (on, peer) in [(1u64, 2u64), (2, 1)] {
+        let url = format!("http://{}/admin/faults", c.nodes[(on - 1) as usize].http);
+        let resp = c
+            .client
+            .post(url)
+            .body(format!(r#"{{"peer": {peer}, "partitioned": true}}"#))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(
+            resp.status().as_u16(),
+            204,
+            "the faults feature is on in tests"
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen_state(&mut c, 1, 2).await == "up" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 still sees node 2 up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Writes through node 1 still reach W = 2 through node 3.
+    assert_eq!(c.put(1, "k", "v", None).await.0, 204);
+}
