@@ -43,6 +43,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/admin/faults", axum::routing::post(admin_faults))
+        .route("/admin/local/{key}", get(admin_local))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }
@@ -397,6 +398,48 @@ async fn admin_faults(State(api): State<Api>, body: Bytes) -> Response {
         Err(e) => bad(format!(
             "expected {{\"peer\": ID, \"delay_ms\": .., \"reset\": .., \"partitioned\": ..}}: {e}"
         )),
+    }
+}
+
+/// `GET /admin/local/{key}`: this node's own durable clock of the key, without asking any
+/// other replica — for operators and convergence checks. `{"replica": bool, "context":
+/// "...", "values": ["<base64>"...], "tombstones": n}`; `404` when it holds no clock.
+async fn admin_local(State(api): State<Api>, Path(key): Path<String>) -> Response {
+    use crate::core::Store as _;
+    let key = match check_key(&key) {
+        Ok(k) => k,
+        Err(e) => return bad(e),
+    };
+    let ring = &api.node.ring;
+    let partition = ring.partition_of(&key);
+    let replica = ring
+        .preference_list(partition, api.node.config.n)
+        .contains(&NodeId(api.node.config.id));
+    match api
+        .node
+        .storage
+        .load(&crate::core::storage_key(partition, &key))
+    {
+        Ok(Some(clock)) => {
+            let values: Vec<Bytes> = clock
+                .values()
+                .into_iter()
+                .filter_map(|v| v.data().cloned())
+                .collect();
+            let tombstones = clock.values().iter().filter(|v| v.is_tombstone()).count();
+            let context = clock.join().to_context_string();
+            let read: serde_json::Value =
+                serde_json::from_str(&json_body(&values, Some(&context))).unwrap_or_default();
+            let body = serde_json::json!({
+                "replica": replica,
+                "context": context,
+                "values": read.get("values"),
+                "tombstones": tombstones,
+            });
+            ([("content-type", "application/json")], body.to_string()).into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no clock for this key here\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 

@@ -213,4 +213,11 @@ async fn the_test_builds_fault_switch_cuts_a_peer_off_and_the_detector_sees_it()
     }
     // Writes through node 1 still reach W = 2 through node 3.
     assert_eq!(c.put(1, "k", "v", None).await.0, 204);
+    // Node 3 holds it, node 2 (cut off) does not: /admin/local reads one node's own copy.
+    let local = |id: u64| format!("http://{}/admin/local/k", c.nodes[(id - 1) as usize].http);
+    let three = common::get_json(&c.client, &local(3)).await;
+    assert_eq!(three["values"], serde_json::json!(["dg=="]));
+    assert_eq!(three["replica"], true);
+    let two = c.client.get(local(2)).send().await.expect("GET");
+    assert_eq!(two.status().as_u16(), 404);
 }
