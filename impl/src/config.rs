@@ -14,12 +14,26 @@
 //! request_timeout_ms = 2000
 //! max_value_bytes = 1048576
 //!
+//! [tls]                       # optional; without it, plain TCP (see docs/TLS.md)
+//! cert = "certs/n1.pem"       # this node's certificate chain (PEM), its own certificate first
+//! key = "certs/n1.key"        # its private key (PEM: PKCS#8, PKCS#1 or SEC1)
+//! ca = "certs/ca.pem"         # the CA bundle (PEM) a peer's certificate must chain to
+//! peers = true                # mutual TLS between nodes (needs cert, key and ca)
+//! clients = true              # the HTTP API over HTTPS (needs cert and key)
+//! peer_name = "n{id}.shoal"   # optional: the name a peer's certificate must carry
+//!                             # ({id} = its node id); default: the IP of its `peer` address
+//!
 //! [[nodes]]
 //! id = 1
 //! peer = "127.0.0.1:9701"
 //! http = "127.0.0.1:8701"
 //! zone = "a"                  # optional
 //! ```
+//!
+//! TLS is optional and off by default. Peer TLS is mutual: each node presents its certificate
+//! and accepts only peers whose certificate chains to `ca`, and the cluster secret is still
+//! checked inside the encrypted connection, so a leaked certificate alone does not admit a
+//! node. Files are read and checked when the node starts (see the node's `tls` module).
 
 use crate::core::CoreConfig;
 use crate::ids::NodeId;
@@ -49,6 +63,8 @@ pub mod defaults {
     pub const HANDOFF_INTERVAL_MS: u64 = 100;
     /// Hints offered to one owner and not yet acknowledged, at most.
     pub const HANDOFF_BATCH: usize = 256;
+    /// How often anti-entropy starts an exchange, in milliseconds.
+    pub const AAE_INTERVAL_MS: u64 = 500;
 }
 
 /// When a replica may acknowledge a write.
@@ -143,8 +159,52 @@ pub struct NodeConfig {
     /// default, as in Dynamo: writes stay available while `W` nodes of the ring are up.
     #[serde(default = "default_true")]
     pub sloppy_quorum: bool,
+    /// TLS for peer and client traffic (`[tls]`); absent: plain TCP.
+    #[serde(default, skip_serializing_if = "TlsConfig::is_empty")]
+    pub tls: TlsConfig,
     /// The static membership.
     pub nodes: Vec<Member>,
+}
+
+/// The `[tls]` table: certificate files and which traffic they protect. Every field is
+/// optional; nothing enabled means plain TCP, as without the table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// This node's certificate chain (PEM), its own certificate first, then intermediates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The CA bundle (PEM) a peer's certificate must chain to, on both ends of a peer
+    /// connection. Required with `peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Mutual TLS between nodes: dialers verify the acceptor's certificate, acceptors require
+    /// and verify the dialer's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peers: bool,
+    /// Serve the client HTTP API over HTTPS (client certificates are not asked for).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clients: bool,
+    /// The name a peer's certificate must carry, `{id}` standing for the peer's node id (e.g.
+    /// `n{id}.shoal.internal`). Default: the IP address of the peer's `peer` address, which
+    /// its certificate must then list as an IP subject alternative name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_name: Option<String>,
+}
+
+impl TlsConfig {
+    /// Whether nothing is set (the table can be left out).
+    pub fn is_empty(&self) -> bool {
+        self == &TlsConfig::default()
+    }
+
+    /// Whether any traffic is to be encrypted.
+    pub fn enabled(&self) -> bool {
+        self.peers || self.clients
+    }
 }
 
 /// Why the cluster secret cannot be used.
@@ -220,6 +280,7 @@ impl NodeConfig {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_value_bytes: defaults::MAX_VALUE_BYTES,
             sloppy_quorum: true,
+            tls: TlsConfig::default(),
             nodes,
         }
     }

@@ -165,6 +165,44 @@ pub enum PeerMessage {
         /// The clock that was handed off.
         clock: Clock,
     },
+    /// Anti-entropy, initiator → replica: my hash-tree branches of `partition`.
+    AaeBranches {
+        /// Names the exchange.
+        exchange: u64,
+        /// The partition.
+        partition: u32,
+        /// Branch hashes, in order.
+        branches: Vec<u64>,
+    },
+    /// Anti-entropy, replica → initiator: my hashes of every segment in the branches that
+    /// differ (none: the trees agree).
+    AaeSegments {
+        /// Names the exchange.
+        exchange: u64,
+        /// The partition.
+        partition: u32,
+        /// `(segment, hash)`.
+        segments: Vec<(u16, u64)>,
+    },
+    /// Anti-entropy, initiator → replica: my keys in the segments that differ, with the hash
+    /// of each one's clock.
+    AaeKeys {
+        /// Names the exchange.
+        exchange: u64,
+        /// The partition.
+        partition: u32,
+        /// The segments that differ.
+        segments: Vec<u16>,
+        /// `(key, clock hash)`.
+        keys: Vec<(Bytes, u64)>,
+    },
+    /// Anti-entropy, replica → initiator: send me your clocks of these keys (as `Repair`s).
+    AaeFetch {
+        /// The partition.
+        partition: u32,
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
     /// Every replica acknowledged this tombstone-only clock: if it is still exactly what you
     /// hold, drop the tombstones and keep the causal history (no answer).
     Reap {
@@ -188,7 +226,11 @@ impl PeerMessage {
             | PeerMessage::HandoffAck { key, .. }
             | PeerMessage::Reap { key, .. } => Some(key),
             PeerMessage::Forward { op, .. } => Some(op.key()),
-            PeerMessage::ForwardReply { .. } => None,
+            PeerMessage::ForwardReply { .. }
+            | PeerMessage::AaeBranches { .. }
+            | PeerMessage::AaeSegments { .. }
+            | PeerMessage::AaeKeys { .. }
+            | PeerMessage::AaeFetch { .. } => None,
         }
     }
 }

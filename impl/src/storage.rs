@@ -233,6 +233,19 @@ impl Store for Storage {
         load_from(&self.hints, &hint_key(owner, storage_key))
     }
 
+    fn scan(&self, partition: u32) -> Result<Vec<(bytes::Bytes, Clock)>, StoreError> {
+        let prefix = (partition as u16).to_be_bytes();
+        let mut out = Vec::new();
+        for guard in self.data.prefix(prefix) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(|e| StoreError::Engine(Box::new(e)))?;
+            let user_key = bytes::Bytes::copy_from_slice(key.get(2..).unwrap_or_default());
+            out.push((user_key, Clock::decode(&value)?));
+        }
+        Ok(out)
+    }
+
     fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         for guard in self.hints.iter() {

@@ -14,6 +14,8 @@
 //! instead: a crash before the write is durable then forgets a dot that no one has seen, so
 //! the node may issue it again (see [`super::actors`]).
 
+use super::anti_entropy::tombstones_only;
+use super::anti_entropy::tree::Delta;
 use super::outbox::{Outbox, PersistId, Write};
 use crate::dvvset::DecodeError;
 use crate::ids::NodeId;
@@ -41,6 +43,10 @@ pub trait Store {
 
     /// Every hint held: owner and storage key (read once, at start).
     fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError>;
+
+    /// Every key of `partition` with its durable clock (anti-entropy's scans: at start, and
+    /// for the segments an exchange found different).
+    fn scan(&self, partition: u32) -> Result<Vec<(bytes::Bytes, Clock)>, StoreError>;
 }
 
 /// The storage key of `key` in `partition`: the partition as two big-endian bytes, then the
@@ -100,6 +106,19 @@ pub(crate) enum Then {
     Nothing,
 }
 
+/// What a durable write means for the rest of the core.
+pub(crate) struct Persisted {
+    /// What waited on it.
+    pub(crate) then: Then,
+    /// For a key's clock: its storage key, the change to its partition's hash tree, and
+    /// whether it now holds tombstones only.
+    pub(crate) tree: Option<(Vec<u8>, Delta, bool)>,
+}
+
+/// A write handed to the shell: where it goes, what waits, and for a key's clock the change
+/// to its partition's hash tree and whether it leaves tombstones only.
+type Pending = (Slot, Then, Option<(Delta, bool)>);
+
 /// Where a pending write goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Slot {
@@ -132,8 +151,9 @@ pub(crate) struct LocalStore<S> {
     /// Every hint held (durable or pending), by owner.
     hint_index: BTreeMap<NodeId, BTreeSet<Vec<u8>>>,
     cache: quick_cache::unsync::Cache<Vec<u8>, Clock, ClockWeight>,
-    /// Pending writes: what they write to and what waits.
-    persists: HashMap<PersistId, (Slot, Then)>,
+    /// Pending writes: what they write to, what waits, and (for a key's clock) the change to
+    /// its partition's hash tree and whether it leaves tombstones only.
+    persists: HashMap<PersistId, Pending>,
     next_persist: u64,
 }
 
@@ -205,6 +225,12 @@ impl<S: Store> LocalStore<S> {
 
     /// Hands `clock` to the shell to store under `skey`; `then` resumes once it is durable.
     pub(crate) fn persist(&mut self, out: &mut Outbox, skey: Vec<u8>, clock: Clock, then: Then) {
+        // The tree follows durable state: the change from the newest clock handed out before
+        // this one (or the durable one) to this one; applied in any order, the changes compose.
+        let previous = self.load(&skey).ok().flatten();
+        let key = skey.get(2..).unwrap_or_default();
+        let delta = Delta::of(key, previous.as_ref(), Some(&clock));
+        let tree = Some((delta, tombstones_only(&clock)));
         let id = PersistId(self.next_persist);
         self.next_persist += 1;
         let slot = self
@@ -220,7 +246,8 @@ impl<S: Store> LocalStore<S> {
         if matches!(then, Then::CountOwnCopy(_)) {
             slot.own += 1;
         }
-        self.persists.insert(id, (Slot::Data(skey.clone()), then));
+        self.persists
+            .insert(id, (Slot::Data(skey.clone()), then, tree));
         out.persist(id, Write::Clock { key: skey, clock });
     }
 
@@ -289,7 +316,7 @@ impl<S: Store> LocalStore<S> {
         slot.0 = Some(clock.clone());
         slot.1 += 1;
         self.persists
-            .insert(id, (Slot::Hint(owner, skey.clone()), then));
+            .insert(id, (Slot::Hint(owner, skey.clone()), then, None));
         out.persist(
             id,
             Write::Hint {
@@ -316,7 +343,7 @@ impl<S: Store> LocalStore<S> {
         slot.0 = None;
         slot.1 += 1;
         self.persists
-            .insert(id, (Slot::Hint(owner, skey.clone()), Then::Nothing));
+            .insert(id, (Slot::Hint(owner, skey.clone()), Then::Nothing, None));
         out.persist(id, Write::DropHint { owner, key: skey });
     }
 
@@ -330,13 +357,13 @@ impl<S: Store> LocalStore<S> {
     /// the writes queued after it, which the shell applies in order.
     pub(crate) fn persist_lease(&mut self, out: &mut Outbox, lease: u64) {
         let id = self.next_id();
-        self.persists.insert(id, (Slot::Lease, Then::Nothing));
+        self.persists.insert(id, (Slot::Lease, Then::Nothing, None));
         out.persist(id, Write::EpochLease(lease));
     }
 
     /// The shell reports write `id` durable: what waited on it, if the id was ours.
-    pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Then> {
-        let (slot, then) = self.persists.remove(&id)?;
+    pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Persisted> {
+        let (slot, then, tree) = self.persists.remove(&id)?;
         let skey = match slot {
             Slot::Data(skey) => skey,
             Slot::Hint(owner, skey) => {
@@ -347,10 +374,11 @@ impl<S: Store> LocalStore<S> {
                         self.hints_unsynced.remove(&k);
                     }
                 }
-                return Some(then);
+                return Some(Persisted { then, tree: None });
             }
-            Slot::Lease => return Some(then),
+            Slot::Lease => return Some(Persisted { then, tree: None }),
         };
+        let tree = tree.map(|(d, t)| (skey.clone(), d, t));
         if let Some(u) = self.unsynced.get_mut(&skey) {
             u.pending = u.pending.saturating_sub(1);
             if matches!(then, Then::CountOwnCopy(_)) {
@@ -364,7 +392,7 @@ impl<S: Store> LocalStore<S> {
                 }
             }
         }
-        Some(then)
+        Some(Persisted { then, tree })
     }
 
     /// Writes handed to the shell and not yet reported durable.

@@ -41,6 +41,7 @@
 //! struct, one field in [`Core`], and one arm per input it handles.
 
 mod actors;
+pub mod anti_entropy;
 mod coordinator;
 mod detector;
 mod handoff;
@@ -58,6 +59,7 @@ pub use outbox::{ClientId, Effect, PersistId, Write};
 use crate::ids::NodeId;
 use crate::protocol::{ClientOp, PeerMessage};
 use crate::ring::Ring;
+use anti_entropy::AntiEntropy;
 use coordinator::{Coordinator, Waiter};
 use detector::Detector;
 use handoff::Handoff;
@@ -107,6 +109,8 @@ pub struct CoreConfig {
     pub handoff_interval: Duration,
     /// Hints offered to one owner and not yet acknowledged, at most.
     pub handoff_batch: usize,
+    /// How often anti-entropy starts an exchange (zero: never).
+    pub aae_interval: Duration,
 }
 
 impl Default for CoreConfig {
@@ -123,6 +127,7 @@ impl Default for CoreConfig {
             sloppy_quorum: true,
             handoff_interval: Duration::from_millis(defaults::HANDOFF_INTERVAL_MS),
             handoff_batch: defaults::HANDOFF_BATCH,
+            aae_interval: Duration::from_millis(defaults::AAE_INTERVAL_MS),
         }
     }
 }
@@ -148,6 +153,12 @@ pub struct Stats {
     pub hints_handed_off: u64,
     /// Hints held now (a gauge, filled in by [`Core::stats`]).
     pub hints_held: u64,
+    /// Anti-entropy exchanges this node started.
+    pub aae_exchanges: u64,
+    /// Anti-entropy exchanges completed (trees equal, or differing keys sent).
+    pub aae_exchanges_completed: u64,
+    /// Keys anti-entropy pushed or asked for.
+    pub aae_keys_repaired: u64,
 }
 
 /// The rest of the node, as a mechanism sees it: who we are, where keys live, the settings,
@@ -182,6 +193,18 @@ impl<S> Env<'_, S> {
     }
 }
 
+/// The rooms of the core, borrowed together with an [`Env`] for one input.
+struct Rooms<'a> {
+    coordinator: &'a mut Coordinator,
+    handoff: &'a mut Handoff,
+    aae: &'a mut AntiEntropy,
+}
+
+/// Whether a key from a peer is one a client could have written.
+fn valid_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN
+}
+
 /// A node's protocol state. `S` reads durable clocks.
 pub struct Core<S> {
     id: NodeId,
@@ -191,14 +214,16 @@ pub struct Core<S> {
     coordinator: Coordinator,
     detector: Detector,
     handoff: Handoff,
+    aae: AntiEntropy,
     out: Outbox,
     stats: Stats,
 }
 
 impl<S: Store> Core<S> {
     /// A core for node `id` in `incarnation`, holding `ring` and reading durable clocks from
-    /// `store`. The shell must have made the incarnation durable (see [`Incarnation`]). Fails
-    /// only if the store cannot list the hints it holds.
+    /// `store`. The shell must have made the incarnation durable (see [`Incarnation`]). Scans
+    /// the partitions this node replicates to build anti-entropy's trees. Fails only if the
+    /// store cannot be read.
     pub fn new(
         id: NodeId,
         incarnation: Incarnation,
@@ -206,6 +231,10 @@ impl<S: Store> Core<S> {
         config: CoreConfig,
         store: S,
     ) -> Result<Self, StoreError> {
+        let partitions: Vec<u32> = (0..ring.partitions())
+            .filter(|p| ring.preference_list(*p, config.n).contains(&id))
+            .collect();
+        let aae = AntiEntropy::build(&store, partitions, incarnation.boot)?;
         let mut store = LocalStore::new(store, config.cache_bytes);
         store.load_hint_index()?;
         let mut handoff = Handoff::default();
@@ -221,6 +250,7 @@ impl<S: Store> Core<S> {
             coordinator: Coordinator::new(&incarnation),
             detector: Detector::default(),
             handoff,
+            aae,
             out: Outbox::default(),
             stats: Stats::default(),
         })
@@ -243,8 +273,12 @@ impl<S: Store> Core<S> {
 
     /// Counters for metrics.
     pub fn stats(&self) -> Stats {
+        let aae = self.aae.stats();
         Stats {
             hints_held: self.store.hint_count() as u64,
+            aae_exchanges: aae.exchanges,
+            aae_exchanges_completed: aae.exchanges_completed,
+            aae_keys_repaired: aae.keys_repaired,
             ..self.stats.clone()
         }
     }
@@ -278,15 +312,27 @@ impl<S: Store> Core<S> {
         self.store.store()
     }
 
-    /// After any input: a held hint needs a handoff round scheduled.
+    /// After any input: a held hint needs a handoff round scheduled, and anti-entropy its
+    /// next round.
     fn settle(&mut self, now: Time) {
         if self.store.hint_count() > 0 {
             self.handoff.hint_held(now, self.config.handoff_interval);
         }
+        self.aae.schedule(now, self.config.aae_interval);
+    }
+
+    /// For each partition this node replicates and has completed an exchange of: when.
+    pub fn aae_completed(&self) -> Vec<(u32, Time)> {
+        self.aae.completed().iter().map(|(p, t)| (*p, *t)).collect()
+    }
+
+    /// The root hash of `partition`'s anti-entropy tree, if this node replicates it.
+    pub fn aae_root(&self, partition: u32) -> Option<u64> {
+        self.aae.root(partition)
     }
 
     /// Splits the core into its rooms and everything a mechanism may use.
-    fn parts(&mut self) -> (&mut Coordinator, &mut Handoff, Env<'_, S>) {
+    fn parts(&mut self) -> (Rooms<'_>, Env<'_, S>) {
         let env = Env {
             id: self.id,
             ring: &self.ring,
@@ -296,12 +342,17 @@ impl<S: Store> Core<S> {
             stats: &mut self.stats,
             detector: &mut self.detector,
         };
-        (&mut self.coordinator, &mut self.handoff, env)
+        let rooms = Rooms {
+            coordinator: &mut self.coordinator,
+            handoff: &mut self.handoff,
+            aae: &mut self.aae,
+        };
+        (rooms, env)
     }
 
     /// Input: a client request. The answer comes out as an [`Effect::Reply`].
     pub fn handle_client(&mut self, now: Time, client: ClientId, op: ClientOp) {
-        let (coordinator, _, mut env) = self.parts();
+        let (Rooms { coordinator, .. }, mut env) = self.parts();
         coordinator.start(&mut env, now, Waiter::Client(client), op);
         self.settle(now);
     }
@@ -321,7 +372,14 @@ impl<S: Store> Core<S> {
             return;
         }
         self.detector.heard_from(now, from);
-        let (coordinator, handoff, mut env) = self.parts();
+        let (
+            Rooms {
+                coordinator,
+                handoff,
+                aae,
+            },
+            mut env,
+        ) = self.parts();
         let env = &mut env;
         match msg {
             PeerMessage::Replicate {
@@ -332,6 +390,31 @@ impl<S: Store> Core<S> {
             } => replica::on_replicate(env, from, req, key, clock, hint),
             PeerMessage::Handoff { key, clock } => replica::on_handoff(env, from, key, clock),
             PeerMessage::HandoffAck { key, clock } => handoff.acknowledged(env, from, &key, &clock),
+            PeerMessage::AaeBranches {
+                exchange,
+                partition,
+                branches,
+            } => aae.on_branches(env, from, exchange, partition, &branches),
+            PeerMessage::AaeSegments {
+                exchange,
+                partition,
+                segments,
+            } => aae.on_segments(env, now, from, exchange, partition, &segments),
+            PeerMessage::AaeKeys {
+                partition,
+                segments,
+                keys,
+                ..
+            } => {
+                if keys.iter().all(|(k, _)| valid_key(k)) {
+                    aae.on_keys(env, from, partition, &segments, &keys)
+                }
+            }
+            PeerMessage::AaeFetch { keys, .. } => {
+                if keys.iter().all(|k| valid_key(k)) {
+                    aae.on_fetch(env, from, keys)
+                }
+            }
             PeerMessage::Repair { key, clock } => replica::on_repair(env, key, clock),
             PeerMessage::Read { req, key } => replica::on_read(env, from, req, key),
             PeerMessage::Reap { key, clock } => reap::on_reap(env, key, clock),
@@ -354,11 +437,14 @@ impl<S: Store> Core<S> {
     /// Input: the writes named by `ids` are durable; whatever waited on each takes its step.
     pub fn handle_persisted(&mut self, now: Time, ids: impl IntoIterator<Item = PersistId>) {
         for id in ids {
-            let Some(then) = self.store.persisted(id) else {
+            let Some(done) = self.store.persisted(id) else {
                 continue;
             };
-            let (coordinator, _, mut env) = self.parts();
-            match then {
+            if let Some((skey, delta, tombstones)) = done.tree {
+                self.aae.written(&skey, delta, tombstones);
+            }
+            let (Rooms { coordinator, .. }, mut env) = self.parts();
+            match done.then {
                 Then::CountOwnCopy(req) => coordinator.own_copy_durable(&mut env, req),
                 Then::Acknowledge { to, req, key } => {
                     env.out.send(to, PeerMessage::ReplicateAck { req, key })
@@ -395,9 +481,19 @@ impl<S: Store> Core<S> {
 
     /// Input: time has reached `now`; requests past their deadline give up.
     pub fn handle_timeout(&mut self, now: Time) {
-        let (coordinator, handoff, mut env) = self.parts();
+        let (
+            Rooms {
+                coordinator,
+                handoff,
+                aae,
+            },
+            mut env,
+        ) = self.parts();
         coordinator.handle_timeout(&mut env, now);
         handoff.round(&mut env, now);
+        for key in aae.round(&mut env, now) {
+            coordinator.start_reap_check(&mut env, now, key);
+        }
         self.settle(now);
     }
 
@@ -408,10 +504,14 @@ impl<S: Store> Core<S> {
 
     /// Output: when [`Core::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.coordinator.next_deadline(), self.handoff.next_round()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.coordinator.next_deadline(),
+            self.handoff.next_round(),
+            self.aae.next_round(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

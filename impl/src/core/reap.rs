@@ -15,7 +15,7 @@ use crate::protocol::{Clock, PeerMessage};
 use bytes::Bytes;
 
 /// Every replica acknowledged the tombstone-only `clock`: ask each to reap it.
-pub(super) fn send_reaps<S: Store>(
+pub(crate) fn send_reaps<S: Store>(
     env: &mut Env<S>,
     replicas: &[NodeId],
     key: Bytes,

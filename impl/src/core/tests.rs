@@ -39,6 +39,17 @@ impl Store for MemStore {
     fn hints(&self) -> Result<Vec<(NodeId, Vec<u8>)>, StoreError> {
         Ok(self.1.borrow().keys().cloned().collect())
     }
+
+    fn scan(&self, partition: u32) -> Result<Vec<(Bytes, Clock)>, StoreError> {
+        let prefix = (partition as u16).to_be_bytes();
+        Ok(self
+            .0
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, c)| (Bytes::copy_from_slice(&k[2..]), c.clone()))
+            .collect())
+    }
 }
 
 impl MemStore {
@@ -382,7 +393,12 @@ fn a_key_whose_history_was_lost_starts_a_new_epoch_instead_of_reusing_dots() {
 
 #[test]
 fn without_a_quorum_requests_answer_unavailable_at_the_deadline() {
-    let mut sim = Sim::new(3, CoreConfig::default());
+    // Anti-entropy off: its rounds would keep a timer set.
+    let config = CoreConfig {
+        aae_interval: Duration::ZERO,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     sim.client(1, 2, get("k"));
     sim.run(&[2, 3]);
@@ -726,7 +742,12 @@ fn a_tombstone_every_replica_holds_is_reaped_and_the_value_never_returns() {
 
 #[test]
 fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
-    let mut sim = Sim::new(3, CoreConfig::default());
+    // Anti-entropy off: this is about what the delete's own request does.
+    let config = CoreConfig {
+        aae_interval: Duration::ZERO,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
     sim.client(1, 1, put("k", "v", VersionVector::new()));
     sim.run(&[]);
     let (_, ctx) = sim.read(1, 2, "k");
@@ -946,4 +967,90 @@ fn a_hint_that_grew_after_it_was_offered_is_kept_until_its_new_clock_is_acknowle
         0
     );
     assert_eq!(sim.read(down[0], 3, "k").0, vec!["a", "b"]);
+}
+
+/// Runs anti-entropy rounds (and everything they cause) for `rounds` intervals.
+fn entropy_rounds(sim: &mut Sim, rounds: usize) {
+    for _ in 0..rounds {
+        sim.advance(CoreConfig::default().aae_interval);
+        sim.run(&[]);
+    }
+}
+
+fn local(sim: &Sim, node: u64, key: &str) -> Option<Clock> {
+    let ring = sim.nodes[&NodeId(node)].0.ring().clone();
+    let skey = storage_key(ring.partition_of(key.as_bytes()), key.as_bytes());
+    sim.nodes[&NodeId(node)].1.load(&skey).expect("load")
+}
+
+#[test]
+fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
+    let config = CoreConfig {
+        w: 2,
+        read_repair: false,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    for i in 0..40 {
+        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
+    }
+    sim.run(&[3]);
+    assert!((0..40).all(|i| local(&sim, 3, &format!("k{i}")).is_none()));
+    entropy_rounds(&mut sim, 120);
+    for i in 0..40 {
+        let key = format!("k{i}");
+        assert_eq!(local(&sim, 3, &key), local(&sim, 1, &key), "{key}");
+    }
+    for p in 0..16 {
+        let roots: Vec<Option<u64>> = (1..=3).map(|n| sim.core(n).aae_root(p)).collect();
+        assert!(
+            roots.windows(2).all(|w| w[0] == w[1]),
+            "partition {p}: {roots:?}"
+        );
+    }
+    let repaired: u64 = (1..=3).map(|n| sim.core(n).stats().aae_keys_repaired).sum();
+    assert!(repaired >= 40, "{repaired}");
+}
+
+#[test]
+fn a_wiped_replica_is_refilled_by_anti_entropy() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    for i in 0..30 {
+        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
+    }
+    sim.run(&[]);
+    sim.nodes[&NodeId(3)].1 .0.borrow_mut().clear();
+    sim.restart(3);
+    entropy_rounds(&mut sim, 120);
+    for i in 0..30 {
+        let key = format!("k{i}");
+        assert!(local(&sim, 3, &key).is_some(), "{key} not refilled");
+    }
+}
+
+#[test]
+fn a_delete_a_replica_missed_is_completed_and_reaped_through_anti_entropy() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    let (_, ctx) = sim.read(1, 2, "k");
+    sim.client(1, 3, delete("k", ctx));
+    sim.run(&[3]);
+    assert!(sim.stored(3));
+    assert_eq!(
+        local(&sim, 3, "k").map(|c| c.size()),
+        Some(1),
+        "node 3 missed it"
+    );
+    assert!(local(&sim, 1, "k").is_some_and(|c| c.values()[0].is_tombstone()));
+    entropy_rounds(&mut sim, 120);
+    for node in 1..=3 {
+        let clock = local(&sim, node, "k").expect("history kept");
+        assert_eq!(
+            clock.size(),
+            0,
+            "node {node} still holds a value or tombstone"
+        );
+        assert!(!clock.join().is_empty());
+    }
 }

@@ -48,6 +48,22 @@ impl GetState {
             .count()
     }
 
+    /// A reaper's read completed: if every primary answered with the same tombstone-only
+    /// clock, ask them to reap it.
+    fn reap_if_settled<S: Store>(&self, env: &mut Env<S>) {
+        let primaries: Vec<NodeId> = self.targets.iter().map(|t| t.node).collect();
+        let answers: Vec<&Option<Clock>> = self.answers.values().collect();
+        let Some(Some(first)) = answers.first() else {
+            return;
+        };
+        let settled = answers.len() == primaries.len()
+            && answers.iter().all(|a| a.as_ref() == Some(first))
+            && crate::core::anti_entropy::tombstones_only(first);
+        if settled {
+            crate::core::reap::send_reaps(env, &primaries, self.key.clone(), first.clone());
+        }
+    }
+
     /// The get is over: repair the primaries that answered with something stale (a fallback's
     /// answer is its hints, which it hands over itself).
     pub(super) fn repair<S: Store>(self, env: &mut Env<S>) {
@@ -73,6 +89,19 @@ impl Coordinator {
     ) {
         let primaries = env.preference_list(&key);
         let targets = targets::choose(env, &key, &primaries);
+        self.read_targets(env, now, waiter, key, quorum, targets);
+    }
+
+    /// Sends the reads of a get to `targets`; this node answers at once if it is one.
+    fn read_targets<S: Store>(
+        &mut self,
+        env: &mut Env<S>,
+        now: Time,
+        waiter: Waiter,
+        key: Bytes,
+        quorum: (usize, usize),
+        targets: Vec<Target>,
+    ) {
         let me = env.id;
         let state = GetState {
             key: key.clone(),
@@ -176,12 +205,32 @@ impl Coordinator {
         }
         if complete {
             if let Some(Request {
-                kind: Kind::Get(g), ..
+                kind: Kind::Get(g),
+                waiter,
+                ..
             }) = self.finish(req)
             {
+                if waiter == Waiter::Reaper {
+                    g.reap_if_settled(env);
+                }
                 g.repair(env);
             }
         }
+    }
+
+    /// Reads `key` from all `N` primaries to see whether its tombstones can be reaped (see
+    /// [`crate::core::anti_entropy`]).
+    pub(crate) fn start_reap_check<S: Store>(&mut self, env: &mut Env<S>, now: Time, key: Bytes) {
+        let primaries = env.preference_list(&key);
+        let n = primaries.len();
+        let targets: Vec<Target> = primaries
+            .iter()
+            .map(|p| Target {
+                node: *p,
+                hint: None,
+            })
+            .collect();
+        self.read_targets(env, now, Waiter::Reaper, key, (n, n), targets);
     }
 }
 

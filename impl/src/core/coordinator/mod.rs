@@ -36,6 +36,8 @@ pub(crate) enum Waiter {
         /// Its request.
         req: RequestId,
     },
+    /// Anti-entropy's reaper: a read of every primary to see whether a delete can be reaped.
+    Reaper,
 }
 
 /// A request coordinated (or forwarded) by this node.
@@ -293,5 +295,6 @@ pub(crate) fn answer<S>(env: &mut Env<S>, waiter: Waiter, reply: ClientReply) {
         Waiter::Forwarded { from, req } => {
             env.out.send(from, PeerMessage::ForwardReply { req, reply })
         }
+        Waiter::Reaper => {}
     }
 }
