@@ -141,6 +141,21 @@ impl Metrics {
                 "Hints their owners acknowledged, dropped here",
                 core.hints_handed_off,
             ),
+            (
+                "shoal_aae_exchanges_total",
+                "Anti-entropy exchanges started here",
+                core.aae_exchanges,
+            ),
+            (
+                "shoal_aae_exchanges_completed_total",
+                "Anti-entropy exchanges completed",
+                core.aae_exchanges_completed,
+            ),
+            (
+                "shoal_aae_keys_repaired_total",
+                "Keys anti-entropy pushed or fetched",
+                core.aae_keys_repaired,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = write!(
@@ -153,6 +168,19 @@ impl Metrics {
             "# HELP shoal_hints_held Hints held for other nodes.\n# TYPE shoal_hints_held gauge\nshoal_hints_held {}\n",
             core.hints_held
         );
+        let _ = writeln!(
+            text,
+            "# HELP shoal_aae_seconds_since_exchange Time since the partition's last complete anti-entropy exchange (absent: none yet).\n# TYPE shoal_aae_seconds_since_exchange gauge"
+        );
+        for (partition, age) in &core.aae_ages {
+            if let Some(age) = age {
+                let _ = writeln!(
+                    text,
+                    "shoal_aae_seconds_since_exchange{{partition=\"{partition}\"}} {:.3}",
+                    age.as_secs_f64()
+                );
+            }
+        }
         let _ = writeln!(
             text,
             "# HELP shoal_peer_up Whether this node believes the peer alive (1) or not (0).\n# TYPE shoal_peer_up gauge"

@@ -221,3 +221,49 @@ async fn the_test_builds_fault_switch_cuts_a_peer_off_and_the_detector_sees_it()
     let two = c.client.get(local(2)).send().await.expect("GET");
     assert_eq!(two.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_wiped_replica_is_refilled_by_anti_entropy_without_reads() {
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    for i in 0..50 {
+        assert_eq!(c.put(1, &format!("k{i}"), "v", None).await.0, 204);
+    }
+    // Node 3 loses its disk: data directory and identity file.
+    c.stop(3);
+    let data = c.data_dir(3);
+    std::fs::remove_dir_all(&data).expect("wipe");
+    let mut identity = data.into_os_string();
+    identity.push(".identity");
+    std::fs::remove_file(identity).expect("wipe the identity file");
+    c.restart(3).await;
+    let local = |c: &Cluster, key: &str| format!("http://{}/admin/local/{key}", c.nodes[2].http);
+    // No client reads and no buffered messages: only anti-entropy can refill node 3.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut missing: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    while !missing.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still missing on node 3 after 60 s: {missing:?}"
+        );
+        let mut still = Vec::new();
+        for key in missing {
+            let status = c
+                .client
+                .get(local(&c, &key))
+                .send()
+                .await
+                .expect("GET")
+                .status();
+            if status.as_u16() != 200 {
+                still.push(key);
+            }
+        }
+        missing = still;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let metrics = common::get_text(&c.client, &format!("http://{}/metrics", c.nodes[2].http)).await;
+    assert!(
+        metrics.contains("shoal_aae_seconds_since_exchange{partition="),
+        "{metrics}"
+    );
+}

@@ -159,6 +159,9 @@ pub struct Stats {
     pub aae_exchanges_completed: u64,
     /// Keys anti-entropy pushed or asked for.
     pub aae_keys_repaired: u64,
+    /// Per partition this node replicates: how long ago its last anti-entropy exchange
+    /// completed (`None`: never, since this node started).
+    pub aae_ages: Vec<(u32, Option<Duration>)>,
 }
 
 /// The rest of the node, as a mechanism sees it: who we are, where keys live, the settings,
@@ -217,6 +220,8 @@ pub struct Core<S> {
     aae: AntiEntropy,
     out: Outbox,
     stats: Stats,
+    /// The latest time an input carried.
+    now: Time,
 }
 
 impl<S: Store> Core<S> {
@@ -253,6 +258,7 @@ impl<S: Store> Core<S> {
             aae,
             out: Outbox::default(),
             stats: Stats::default(),
+            now: Duration::ZERO,
         })
     }
 
@@ -274,11 +280,19 @@ impl<S: Store> Core<S> {
     /// Counters for metrics.
     pub fn stats(&self) -> Stats {
         let aae = self.aae.stats();
+        let completed = self.aae.completed();
+        let aae_ages = self
+            .aae
+            .partitions()
+            .iter()
+            .map(|p| (*p, completed.get(p).map(|t| self.now.saturating_sub(*t))))
+            .collect();
         Stats {
             hints_held: self.store.hint_count() as u64,
             aae_exchanges: aae.exchanges,
             aae_exchanges_completed: aae.exchanges_completed,
             aae_keys_repaired: aae.keys_repaired,
+            aae_ages,
             ..self.stats.clone()
         }
     }
@@ -315,6 +329,7 @@ impl<S: Store> Core<S> {
     /// After any input: a held hint needs a handoff round scheduled, and anti-entropy its
     /// next round.
     fn settle(&mut self, now: Time) {
+        self.now = self.now.max(now);
         if self.store.hint_count() > 0 {
             self.handoff.hint_held(now, self.config.handoff_interval);
         }

@@ -116,6 +116,11 @@ impl AntiEntropy {
         &self.stats
     }
 
+    /// The partitions this node replicates.
+    pub(crate) fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
     /// When each partition last completed an exchange.
     pub(crate) fn completed(&self) -> &BTreeMap<u32, Time> {
         &self.completed
