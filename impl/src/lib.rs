@@ -25,6 +25,7 @@ mod node;
 mod protocol;
 mod ring;
 mod storage;
+mod tls;
 mod transport;
 mod value;
 
@@ -46,3 +47,7 @@ pub use crate::ring::{key_hash, Balance, NodeLoad, NodeSpec, Ring, RingError};
 pub use crate::storage::{Storage, StorageError};
 pub use crate::transport::{FaultSpec, Frame, Secret, MAX_FRAME, PRE_AUTH_FRAME};
 pub use crate::value::Value;
+pub use crate::{
+    config::TlsConfig,
+    tls::{dev_certificates, DevCertificates, HttpsAcceptor, HttpsListener, TlsError},
+};

@@ -5,6 +5,9 @@
 //! [`Input`]s: HTTP handlers (client requests), peer connections (messages) and the storage
 //! writer (durability reports). The driver carries out the core's effects: per-peer queues,
 //! client reply channels and the group-commit writer.
+//!
+//! TLS settings are loaded and checked first, before the data directory is opened or a port
+//! bound, so a bad certificate stops the start with a clear error and touches nothing.
 
 use crate::config::NodeConfig;
 use crate::core::{Core, PeerHealth, PersistId, Stats};
@@ -70,6 +73,9 @@ pub struct NodeHandle {
     pub metrics: Arc<Metrics>,
     /// The peer transport (its buffers, and the fault switch of test builds).
     pub transport: transport::Transport,
+    /// HTTPS for the client API, when `[tls] clients = true` (see [`crate::tls`]); the HTTP
+    /// server wraps its listener with it ([`crate::tls::HttpsListener`]).
+    pub https: Option<crate::tls::HttpsAcceptor>,
 }
 
 impl NodeHandle {
@@ -100,6 +106,9 @@ pub enum StartError {
     /// The cluster secret could not be read.
     #[error(transparent)]
     Secret(#[from] crate::config::SecretError),
+    /// The TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The configured partition count differs from the one the data was written with.
     #[error("the data was written with {stored} partitions but {configured} are configured; Q is fixed when a cluster is created")]
     PartitionsChanged {
@@ -121,6 +130,7 @@ pub enum StartError {
 /// Opens storage, binds the peer listener, connects to peers and starts the core task.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let ring = config.validate()?;
+    let tls = crate::tls::load(&config.tls, config.id, &config.nodes)?;
     let me = NodeId(config.id);
     let storage = Storage::open(&config.data_dir)?;
     if let Some(stored) = storage.check_partitions(config.partitions)? {
@@ -148,6 +158,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         identity: incarnation.identity,
         boot: incarnation.boot,
         secret,
+        tls: tls.peers.clone(),
     };
     let peers: Vec<(NodeId, std::net::SocketAddr)> = config
         .nodes
@@ -181,6 +192,8 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         node = config.id,
         identity = %format!("{:x}", incarnation.identity),
         boot = incarnation.boot,
+        peer_tls = tls.peers.is_some(),
+        client_tls = tls.clients.is_some(),
         "starting"
     );
     let core = Core::new(
@@ -208,5 +221,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         identity: incarnation.identity,
         metrics,
         transport,
+        https: tls.clients,
     })
 }

@@ -2,11 +2,14 @@
 //!
 //! Each node gets `DATA/nI/node.toml` and its fjall data beside it, so a second start reuses
 //! the data. Ctrl-C (or SIGTERM) stops every node with SIGTERM and waits for it.
+//!
+//! `--tls` makes a throwaway CA and node certificates in `DATA/tls` (kept for the next start)
+//! and turns on mutual TLS between the nodes and HTTPS for clients.
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shoal::{defaults, Durability, Member, NodeConfig};
+use shoal::{defaults, Durability, Member, NodeConfig, TlsConfig};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,6 +51,10 @@ pub struct DevArgs {
     /// Runtime worker threads per node (default: the cores divided among the nodes, at least 1).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Encrypt everything: make a throwaway CA and node certificates in DATA/tls and turn on
+    /// mutual TLS between nodes and HTTPS for clients (trust DATA/tls/ca.pem).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs the cluster until interrupted.
@@ -78,12 +85,39 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| (cores / args.nodes as usize).max(1));
     let exe = std::env::current_exe().context("cannot find the shoal executable")?;
     let secret = ensure_secret(&args.data)?;
+    let certs = if args.tls {
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        let names = vec!["localhost".to_string(), Ipv4Addr::LOCALHOST.to_string()];
+        Some(shoal::dev_certificates(
+            &args.data.join("tls"),
+            "shoal dev CA",
+            &ids,
+            &names,
+        )?)
+    } else {
+        None
+    };
     let mut children: Vec<(u64, Child)> = Vec::new();
     for m in &members {
         let dir = args.data.join(format!("n{}", m.id));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        let tls = match certs.as_ref().and_then(|c| {
+            let (_, cert, key) = c.nodes.iter().find(|(id, _, _)| *id == m.id)?;
+            Some((c.ca.clone(), cert.clone(), key.clone()))
+        }) {
+            Some((ca, cert, key)) => TlsConfig {
+                cert: Some(cert),
+                key: Some(key),
+                ca: Some(ca),
+                peers: true,
+                clients: true,
+                peer_name: None,
+            },
+            None => TlsConfig::default(),
+        };
         let config = NodeConfig {
+            tls,
             partitions: args.partitions,
             n,
             r: args.quorum.read_quorum.unwrap_or(majority),
@@ -127,9 +161,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.nodes,
         args.data.display()
     );
+    let (scheme, curl) = match &certs {
+        Some(c) => ("https", format!("curl --cacert {}", c.ca.display())),
+        None => ("http", "curl".to_string()),
+    };
     for m in &members {
         say!(
-            "  node {}: http://{}  (log: {}/n{}/node.log)",
+            "  node {}: {scheme}://{}  (log: {}/n{}/node.log)",
             m.id,
             m.http,
             args.data.display(),
@@ -138,7 +176,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     if let Some(first) = members.first() {
         say!(
-            "try:  curl -i -X PUT --data hello http://{0}/kv/greeting && curl -i http://{0}/kv/greeting",
+            "try:  {curl} -i -X PUT --data hello {scheme}://{0}/kv/greeting && {curl} -i {scheme}://{0}/kv/greeting",
             first.http
         );
     }

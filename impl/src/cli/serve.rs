@@ -1,4 +1,8 @@
 //! `shoal serve`: run one node until SIGINT or SIGTERM.
+//!
+//! With `[tls] clients = true` (or `--tls-clients`) the HTTP API is served over HTTPS through
+//! the library's `HttpsListener`, which plugs tokio-rustls into `axum::serve`: no second HTTP
+//! server stack, and graceful shutdown works the same for both.
 
 use anyhow::Context;
 use shoal::{Durability, Member, NodeConfig};
@@ -44,6 +48,26 @@ pub struct ServeArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// This node's TLS certificate chain (PEM, its own certificate first); `[tls] cert`.
+    /// See docs/TLS.md.
+    #[arg(long, value_name = "FILE", help_heading = "TLS (off unless enabled)")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of the certificate (PEM); `[tls] key`.
+    #[arg(long, value_name = "FILE", help_heading = "TLS (off unless enabled)")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA bundle (PEM) every peer's certificate must chain to; `[tls] ca`.
+    #[arg(long, value_name = "FILE", help_heading = "TLS (off unless enabled)")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS between nodes (needs cert, key and CA); `[tls] peers = true`.
+    #[arg(long, help_heading = "TLS (off unless enabled)")]
+    pub tls_peers: bool,
+    /// Serve the HTTP API over HTTPS (needs cert and key); `[tls] clients = true`.
+    #[arg(long, help_heading = "TLS (off unless enabled)")]
+    pub tls_clients: bool,
+    /// The name peers' certificates must carry, `{id}` standing for the node id (default: the
+    /// IP of the peer's address); `[tls] peer_name`.
+    #[arg(long, value_name = "NAME", help_heading = "TLS (off unless enabled)")]
+    pub tls_peer_name: Option<String>,
 }
 
 /// Parses `ID=PEER_ADDR,HTTP_ADDR`.
@@ -110,6 +134,21 @@ fn configure(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     if let Some(d) = args.durability {
         config.durability = d;
     }
+    let tls = &mut config.tls;
+    if let Some(cert) = args.tls_cert {
+        tls.cert = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        tls.key = Some(key);
+    }
+    if let Some(ca) = args.tls_ca {
+        tls.ca = Some(ca);
+    }
+    if let Some(name) = args.tls_peer_name {
+        tls.peer_name = Some(name);
+    }
+    tls.peers |= args.tls_peers;
+    tls.clients |= args.tls_clients;
     Ok(config)
 }
 
@@ -126,12 +165,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http_addr = config.http;
     let node = shoal::start(config).await?;
     let handle = node.clone();
+    let https = node.https.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen for HTTP on {http_addr}"))?;
     tracing::info!(
         node = node.config.id,
         http = %http_addr,
+        scheme = if https.is_some() { "https" } else { "http" },
         peer = %node.config.peer,
         n = node.config.n,
         r = node.config.r,
@@ -139,9 +180,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         durability = ?node.config.durability,
         "serving"
     );
-    axum::serve(listener, shoal::router(node))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = shoal::router(node);
+    match https {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(tls) => {
+            let listener = shoal::HttpsListener::new(listener, tls)
+                .with_context(|| format!("cannot serve HTTPS on {http_addr}"))?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     handle.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -5,7 +5,9 @@
 //! for the whole handshake: a stranger costs a small, fixed amount of memory. An authenticated
 //! connection delivers each message to the core once (a resent message already delivered is
 //! skipped), acknowledges what it delivered, and answers heartbeats. A malformed frame closes
-//! that connection with a logged reason; the node keeps serving.
+//! that connection with a logged reason; the node keeps serving. With peer TLS, the TLS
+//! handshake (which requires the dialer's certificate) runs first, under the same slot and
+//! deadline as the rest of the handshake.
 
 use super::auth::{self, Role, Transcript};
 use super::frame::{self, Frame, MAX_FRAME, PRE_AUTH_FRAME};
@@ -18,8 +20,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Live inbound sessions: per peer, its identity and boot, and what was delivered from it.
@@ -120,22 +123,47 @@ pub trait Deliver: Clone + Send + Sync + 'static {
     ) -> impl std::future::Future<Output = bool> + Send;
 }
 
-/// Serves one inbound connection: handshake, then messages.
+/// Serves one inbound connection: the TLS handshake if peer TLS is on, then [`session`].
 async fn connection<D: Deliver>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     shared: &Shared,
     deliver: D,
 ) -> Result<(), TransportError> {
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.split();
+    // One deadline for the whole handshake, TLS included: a stranger holds its slot no longer.
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    match &shared.tls {
+        None => session(stream, deadline, shared, deliver).await,
+        Some(tls) => {
+            let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
+                .await
+                .map_err(|_| TransportError::Handshake("no TLS handshake in time".into()))?
+                .map_err(TransportError::Tls)?;
+            session(stream, deadline, shared, deliver).await
+        }
+    }
+}
+
+/// Serves one inbound connection over `stream` (plain or TLS): the secret's handshake by
+/// `deadline`, then messages.
+async fn session<S, D>(
+    stream: S,
+    deadline: Instant,
+    shared: &Shared,
+    deliver: D,
+) -> Result<(), TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    D: Deliver,
+{
+    let (read, write) = tokio::io::split(stream);
     let mut reader = FramedRead::new(read, frame::codec(PRE_AUTH_FRAME));
     let mut writer = FramedWrite::new(write, frame::codec(PRE_AUTH_FRAME));
     let handshake = handshake(&mut reader, &mut writer, shared);
-    let (from, boot, mut delivered) =
-        match tokio::time::timeout(shared.limits.handshake_timeout, handshake).await {
-            Ok(result) => result?,
-            Err(_) => return Err(TransportError::Handshake("no hello in time".into())),
-        };
+    let (from, boot, mut delivered) = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(result) => result?,
+        Err(_) => return Err(TransportError::Handshake("no hello in time".into())),
+    };
     let _live = Live { shared, from, boot };
     if shared.faults.partitioned(from) {
         return Err(TransportError::Handshake(
@@ -147,6 +175,7 @@ async fn connection<D: Deliver>(
     let mut acked = delivered;
     loop {
         let body = match reader.next().now_or_never() {
+            Some(Some(Err(e))) if closed(&e) => return Ok(()),
             Some(Some(body)) => body?,
             Some(None) => return Ok(()),
             None => {
@@ -157,6 +186,7 @@ async fn connection<D: Deliver>(
                 }
                 // The dialer pings every heartbeat: silence this long means it is gone.
                 match tokio::time::timeout(shared.limits.dead_after, reader.next()).await {
+                    Ok(Some(Err(e))) if closed(&e) => return Ok(()),
                     Ok(Some(body)) => body?,
                     Ok(None) => return Ok(()),
                     Err(_) => {
@@ -190,6 +220,12 @@ async fn connection<D: Deliver>(
     }
 }
 
+/// Whether a read error only says the peer went away: a TLS peer that stopped without a
+/// `close_notify` (as every killed or restarted process does), as plain TCP's end of stream.
+fn closed(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
+}
+
 /// Marks a peer's session not live when its connection ends.
 struct Live<'a> {
     shared: &'a Shared,
@@ -219,6 +255,8 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(
     let mut buf = BytesMut::new();
     frame::encode(frame, &mut buf)?;
     write.write_all(&buf).await?;
+    // A TLS stream may hold the record until flushed; for plain TCP this is free.
+    write.flush().await?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! Node-to-node transport: one long-lived, authenticated TCP connection per peer and direction,
-//! that never loses a message silently.
+//! optionally inside mutual TLS, that never loses a message silently.
 //!
 //! Each node dials every peer and sends all its messages to that peer over that connection
 //! ([`outbound`]); the peer answers on the same connection with acknowledgements and
@@ -14,6 +14,15 @@
 //!
 //! Connection state feeds the failure detector: [`Event::Up`] once a connection is
 //! authenticated, [`Event::Down`] when it fails.
+//!
+//! With peer TLS on ([`Endpoint::tls`], see `crate::tls`), each connection first runs a
+//! rustls handshake — the dialer checks the acceptor's certificate, the acceptor requires the
+//! dialer's — and everything above, the secret's challenge–response included, runs inside it.
+//! The TLS handshake counts as part of the handshake: it runs after the connection took its
+//! pre-authentication slot and within the same deadline, and a failure closes the connection
+//! with a logged reason like any failed handshake. The connection code is generic over the
+//! stream (`AsyncRead + AsyncWrite`, split with `tokio::io::split`), so plain and TLS
+//! connections share it.
 
 pub mod auth;
 mod faults;
@@ -29,6 +38,7 @@ pub use outbound::SendError;
 
 use crate::ids::NodeId;
 use crate::protocol::PeerMessage;
+use crate::tls::PeerTls;
 use inbound::Sessions;
 use outbound::Outbound;
 use std::collections::HashMap;
@@ -56,6 +66,10 @@ pub enum TransportError {
     /// the connection.
     #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
     TooLarge(usize),
+    /// The TLS handshake failed (a certificate the CA does not vouch for, a wrong name, no
+    /// client certificate, a peer not speaking TLS, ...).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
 }
 
 /// The limits and timings of the transport.
@@ -119,6 +133,8 @@ pub struct Endpoint {
     pub boot: u64,
     /// The cluster secret.
     pub secret: Secret,
+    /// Mutual TLS for every peer connection; `None`: plain TCP.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 /// What the connection tasks share.
@@ -128,6 +144,7 @@ pub(crate) struct Shared {
     boot: u64,
     instance: u64,
     secret: Secret,
+    tls: Option<Arc<PeerTls>>,
     members: Vec<NodeId>,
     limits: Limits,
     faults: Faults,
@@ -179,6 +196,7 @@ impl Transport {
             boot: endpoint.boot,
             instance: rand::random(),
             secret: endpoint.secret,
+            tls: endpoint.tls,
             members: peers.iter().map(|(id, _)| *id).collect(),
             limits,
             faults,

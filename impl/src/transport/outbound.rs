@@ -8,6 +8,8 @@
 //! So no message is lost while both nodes live: it is delivered, or it waits in a buffer
 //! bounded in bytes, and a send that would overflow the buffer fails at once so the caller
 //! knows (the request fails cleanly instead of timing out on a message that was never sent).
+//! With peer TLS, the dialer runs the TLS handshake (checking the peer's certificate and
+//! presenting its own) before the secret's, both within the handshake deadline.
 
 use super::auth::{self, Role, Transcript};
 use super::frame::{self, Frame, PRE_AUTH_FRAME};
@@ -20,10 +22,21 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::either::Either;
+
+/// A dialed connection: plain TCP, or TCP inside TLS.
+type PeerStream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// An authenticated connection: its halves, and the peer's boot number.
+struct Link<S> {
+    reader: FramedRead<ReadHalf<S>, LengthDelimitedCodec>,
+    write: WriteHalf<S>,
+    boot: u64,
+}
 
 /// Why a message could not be queued for a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,16 +165,21 @@ pub(super) async fn run(out: Arc<Outbound>, shared: Arc<Shared>) {
     loop {
         let result = connect(&out, &shared).await;
         match result {
-            Ok((stream, peer_boot)) => {
+            Ok(link) => {
                 backoff = Duration::from_millis(20);
                 up = Some(true);
                 shared.event(Event::Up {
                     peer: out.peer,
-                    boot: peer_boot,
+                    boot: link.boot,
                 });
-                if let Err(e) = serve(&out, &shared, stream).await {
+                if let Err(e) = serve(&out, &shared, link).await {
                     tracing::debug!(peer = %out.peer, error = %e, "peer connection lost; reconnecting");
                 }
+            }
+            // A refused certificate is a configuration error, not a peer that is down: say
+            // so once per outage, where the operator looks.
+            Err(e @ TransportError::Tls(_)) if up != Some(false) => {
+                tracing::warn!(peer = %out.peer, addr = %out.addr, error = %e, "cannot reach peer");
             }
             Err(e) => {
                 tracing::debug!(peer = %out.peer, error = %e, "cannot reach peer");
@@ -179,20 +197,44 @@ pub(super) async fn run(out: Arc<Outbound>, shared: Arc<Shared>) {
     }
 }
 
-/// Dials and authenticates; returns the stream and the peer's boot number.
-async fn connect(out: &Outbound, shared: &Shared) -> Result<(TcpStream, u64), TransportError> {
+/// Dials, runs the TLS handshake if peer TLS is on, and authenticates.
+async fn connect(out: &Outbound, shared: &Shared) -> Result<Link<PeerStream>, TransportError> {
     if shared.faults.partitioned(out.peer) {
         return Err(TransportError::Handshake(
             "partitioned by a test fault".into(),
         ));
     }
     let timeout = shared.limits.connect_timeout;
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(out.addr))
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(out.addr))
         .await
         .map_err(|_| TransportError::Handshake("connect timed out".into()))??;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    // One deadline for the whole handshake, TLS included.
+    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
+    let stream = match &shared.tls {
+        None => Either::Left(tcp),
+        Some(tls) => Either::Right(
+            tokio::time::timeout_at(deadline, tls.connect(out.peer, tcp))
+                .await
+                .map_err(|_| TransportError::Handshake("no answer to the TLS handshake".into()))?
+                .map_err(TransportError::Tls)?,
+        ),
+    };
+    authenticate(out, shared, stream, deadline).await
+}
+
+/// The secret's challenge–response over `stream`, by `deadline`.
+async fn authenticate<S>(
+    out: &Outbound,
+    shared: &Shared,
+    stream: S,
+    deadline: tokio::time::Instant,
+) -> Result<Link<S>, TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let hello_nonce = auth::nonce();
-    let (read, write) = stream.split();
+    let (read, write) = tokio::io::split(stream);
     let mut reader = FramedRead::new(read, frame::codec(PRE_AUTH_FRAME));
     let mut writer = FramedWrite::new(write, frame::codec(PRE_AUTH_FRAME));
     let hello = Frame::Hello {
@@ -236,11 +278,15 @@ async fn connect(out: &Outbound, shared: &Shared) -> Result<(TcpStream, u64), Tr
             other => Err(unexpected(&other)),
         }
     };
-    let (boot, delivered) = tokio::time::timeout(shared.limits.handshake_timeout, handshake)
+    let (boot, delivered) = tokio::time::timeout_at(deadline, handshake)
         .await
         .map_err(|_| TransportError::Handshake("no answer to the handshake".into()))??;
     out.reset(delivered);
-    Ok((stream, boot))
+    Ok(Link {
+        reader,
+        write: writer.into_inner(),
+        boot,
+    })
 }
 
 async fn next<R: tokio::io::AsyncRead + Unpin>(
@@ -260,13 +306,15 @@ fn unexpected(frame: &Frame) -> TransportError {
 }
 
 /// Writes messages and heartbeats on an authenticated connection until it fails.
-async fn serve(
-    out: &Outbound,
-    shared: &Shared,
-    mut stream: TcpStream,
-) -> Result<(), TransportError> {
-    let (read, mut write) = stream.split();
-    let mut reader = FramedRead::new(read, frame::codec(PRE_AUTH_FRAME));
+async fn serve<S>(out: &Outbound, shared: &Shared, link: Link<S>) -> Result<(), TransportError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Link {
+        mut reader,
+        mut write,
+        ..
+    } = link;
     let mut heard = Instant::now();
     let mut tick = tokio::time::interval(shared.limits.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -291,6 +339,8 @@ async fn serve(
                     shared.faults.before_write(out.peer).await?;
                     write.write_all(&bytes).await?;
                 }
+                // A TLS stream may hold the last record until flushed; free for plain TCP.
+                write.flush().await?;
             }
             _ = tick.tick() => {
                 if heard.elapsed() > shared.limits.dead_after {
@@ -302,6 +352,7 @@ async fn serve(
                 let mut ping = BytesMut::new();
                 frame::encode(&Frame::Ping, &mut ping)?;
                 write.write_all(&ping).await?;
+                write.flush().await?;
                 // Messages queued while a write was under way may not have woken us.
                 if out.buffered_bytes() > 0 {
                     out.wake.notify_one();

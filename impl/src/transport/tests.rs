@@ -60,6 +60,7 @@ fn start(
         identity: 1000 + me,
         boot,
         secret: secret(key),
+        tls: None,
     };
     let transport = Transport::start(
         endpoint,
