@@ -9,11 +9,14 @@ use stateright::actor::{Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
 use std::borrow::Cow;
 
-/// The timers: all carry no request name, so symmetry reduction never has to rewrite them.
+/// The timers. None carries a client's `Id`: stateright's symmetry reduction reindexes the
+/// actors' timer sets but never rewrites a timer's value, so a timer naming a client would be
+/// wrong in the representative state. A request's deadline names a server-local slot instead.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub enum Timer {
-    /// A server's coordinations time out (all at once: one timer per server).
-    Coordination,
+    /// The deadline of the request a server coordinates (or forwards) in this slot: the
+    /// smallest slot free among its requests when the request started, kept with the request.
+    Deadline(u8),
     /// A server offers its hints to their owners.
     Handoff,
     /// A server pushes its changed keys to its peers.

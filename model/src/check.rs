@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::model::{build, ShoalModel};
 use crate::properties::SysState;
-use crate::trace::Trace;
+use crate::trace::{Source, Trace};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Representative};
 use std::time::{Duration, Instant};
 
@@ -106,11 +106,19 @@ fn run(
                 Expectation::Sometimes => found.is_some(),
                 _ => found.is_none(),
             };
+            let trace = found.map(|path| {
+                let property = p.name.to_string();
+                let source = match p.expectation {
+                    Expectation::Sometimes => Source::Example { property },
+                    _ => Source::Counterexample { property },
+                };
+                Trace::from_pairs(cfg, source, &path.clone().into_vec())
+            });
             Outcome {
                 name: p.name,
                 expectation: p.expectation,
                 ok,
-                trace: found.map(|path| Trace::from_path(model, p.name, path.clone())),
+                trace,
             }
         })
         .collect();

@@ -1,9 +1,10 @@
 //! A client: runs a fixed script of gets, puts and deletes, one request at a time.
 //!
 //! Before each request the client chooses its coordinator among the first `coordinators` nodes
-//! of the key's preference list (a stateright random choice, so every choice is explored). A
-//! put carries the context of the client's last get of the key — or none, a blind write — and,
-//! as a ghost, the values that get returned, which is what the put means to supersede. When
+//! of the key's preference list, or, with forwarding, among all servers (a stateright random
+//! choice, so every choice is explored). A put carries the context of the client's last get of
+//! the key — or none, a blind write — and, as a ghost, the values that get saw (tombstones
+//! included), which is what the put means to supersede. When
 //! replies can be lost, a timeout makes the client give up and move on, so every run ends.
 //! The script lives in the state, not the actor, so that clients with equal states are
 //! interchangeable and symmetry reduction is sound.
@@ -27,7 +28,8 @@ pub struct ClientState {
     pub next: u8,
     /// Whether the current operation awaits its reply.
     pub waiting: bool,
-    /// Per key, the context and values of the last get.
+    /// Per key, the context of the last get and (a ghost) the values it saw, tombstones
+    /// included.
     pub last: BTreeMap<Key, (VersionVector, BTreeSet<Value>)>,
 }
 
@@ -87,10 +89,16 @@ impl Client<'_> {
 
     fn offer_choice(&self, s: &ClientState, o: &mut Out<Wiring>) {
         if let Some(op) = s.current() {
-            let coords = self.cfg.ring.preference(op.key());
+            let coords: Vec<_> = if self.cfg.forwarding {
+                (0..self.cfg.ring.servers).collect()
+            } else {
+                let pref = self.cfg.ring.preference(op.key());
+                pref.into_iter()
+                    .take(usize::from(self.cfg.coordinators))
+                    .collect()
+            };
             let coords = coords
                 .into_iter()
-                .take(usize::from(self.cfg.coordinators))
                 .map(|n| Choice::Coordinator(Id::from(usize::from(n))))
                 .collect();
             o.choose_random("coordinator", coords);
@@ -155,22 +163,11 @@ impl Client<'_> {
 
     /// A reply: record a get's result and move on.
     pub fn on_msg(&self, st: &mut Cow<ClientState>, me: Id, msg: Msg, o: &mut Out<Wiring>) {
-        let current = st.req(me);
-        let reply_to = match &msg {
-            Msg::GetOk { req, .. } | Msg::PutOk { req } | Msg::Fail { req, .. } => *req,
-            _ => return,
-        };
-        if !st.waiting || reply_to != current {
+        if !st.waiting || msg.answers() != Some(st.req(me)) {
             return;
         }
-        if let (
-            Msg::GetOk {
-                values, context, ..
-            },
-            Some(op),
-        ) = (msg, st.current())
-        {
-            st.to_mut().last.insert(op.key(), (context, values));
+        if let (Msg::GetOk { context, seen, .. }, Some(op)) = (msg, st.current()) {
+            st.to_mut().last.insert(op.key(), (context, seen));
         }
         self.advance(st, o);
     }
@@ -214,6 +211,7 @@ mod tests {
             req: st.req(me),
             values: BTreeSet::from([seen]),
             context: context.clone(),
+            seen: BTreeSet::from([seen]),
         };
         c.on_msg(&mut st, me, reply.clone(), &mut Out::new());
         assert_eq!(st.next, 1);

@@ -7,7 +7,7 @@
 //! [`crate::dvv`]). Both schemes are join-semilattices under `sync` for the DVVSet and "keep
 //! the undominated clocks" for the classic one.
 
-use crate::dvv::{Classic, DvvSet, NodeId};
+use crate::dvv::{Classic, Dot, DvvSet, NodeId};
 use crate::value::{Value, VersionVector};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -56,6 +56,51 @@ impl Clock {
             Clock::Dvv(a) => Clock::Dvv(a.update(context, node, value)),
             Clock::Classic(a) => Clock::Classic(a.update(context, node, value)),
         }
+    }
+
+    /// The context a put's reply hands back, `self` being the coordinator's clock after the
+    /// client wrote `value` with `context` at `node` (see [`DvvSet::reply_context`]); in the
+    /// classic scheme, the new value's own vector clock.
+    pub fn reply_context(&self, context: &VersionVector, value: Value) -> VersionVector {
+        match self {
+            Clock::Dvv(a) => a
+                .dot_of(value)
+                .map_or_else(|| context.clone(), |dot| a.reply_context(context, dot)),
+            Clock::Classic(a) => a
+                .siblings
+                .get(&value)
+                .cloned()
+                .unwrap_or_else(|| context.clone()),
+        }
+    }
+
+    /// The dot of the sibling holding `value` (DVVSet only).
+    pub fn dot_of(&self, value: Value) -> Option<Dot> {
+        match self {
+            Clock::Dvv(a) => a.dot_of(value),
+            Clock::Classic(_) => None,
+        }
+    }
+
+    /// The siblings with their dots (DVVSet only; none in the classic scheme).
+    pub fn dotted(&self) -> Vec<(Dot, Value)> {
+        match self {
+            Clock::Dvv(a) => a.siblings.iter().map(|(d, v)| (*d, *v)).collect(),
+            Clock::Classic(_) => Vec::new(),
+        }
+    }
+
+    /// The number of siblings, tombstones included.
+    pub fn size(&self) -> usize {
+        match self {
+            Clock::Dvv(a) => a.siblings.len(),
+            Clock::Classic(a) => a.siblings.len(),
+        }
+    }
+
+    /// The live values: the siblings that are not tombstones (what a get returns).
+    pub fn live(&self) -> BTreeSet<Value> {
+        self.values().into_iter().filter(|v| !v.tomb).collect()
     }
 
     /// The opaque context a get hands to the client.

@@ -108,6 +108,40 @@ impl DvvSet {
         self.vv.clone()
     }
 
+    /// The dot of the sibling holding `value`, if it is one.
+    pub fn dot_of(&self, value: Value) -> Option<Dot> {
+        self.siblings
+            .iter()
+            .find(|(_, v)| **v == value)
+            .map(|(d, _)| *d)
+    }
+
+    /// The context a put's reply hands back, `self` being the coordinator's clock after
+    /// writing `dot` with the client's `context` (the node's `reply_context`). It must cover
+    /// the new value, so that the client's next write replaces it, and nothing the client did
+    /// not see. If the new value is the only sibling, the whole causal context does both.
+    /// Otherwise the client's context plus the new dot — unless that covers another sibling
+    /// (an unseen earlier write of the same node, whose dots a vector covers contiguously),
+    /// and then the client's context alone: its next write becomes a sibling of this one
+    /// instead of silently replacing a value it never read.
+    pub fn reply_context(&self, context: &VersionVector, dot: Dot) -> VersionVector {
+        if self.siblings.len() == 1 {
+            return self.vv.clone();
+        }
+        let mut candidate = context.clone();
+        let e = candidate.entry(dot.0).or_insert(0);
+        *e = (*e).max(dot.1);
+        let covers_unseen = self
+            .siblings
+            .keys()
+            .any(|d| *d != dot && covers(&candidate, *d));
+        if covers_unseen {
+            context.clone()
+        } else {
+            candidate
+        }
+    }
+
     /// Whether `self` is strictly older than `other`.
     pub fn less(&self, other: &DvvSet) -> bool {
         leq(&self.vv, &other.vv) && self.vv != other.vv
@@ -227,6 +261,25 @@ mod tests {
         );
         assert_eq!(merged.sync(&merged), merged, "sync is idempotent");
         assert!(a.less(&newer) && !newer.less(&a));
+    }
+
+    #[test]
+    fn a_put_reply_covers_its_own_write_and_no_unseen_sibling() {
+        let a = DvvSet::default().update(&VersionVector::new(), 0, value(5, 1));
+        assert_eq!(a.reply_context(&VersionVector::new(), (0, 1)), a.vv);
+        // A second blind write at the same node: `{0: 2}` would cover the unseen (0, 1).
+        let b = a.update(&VersionVector::new(), 0, value(6, 1));
+        assert_eq!(
+            b.reply_context(&VersionVector::new(), (0, 2)),
+            VersionVector::new()
+        );
+        // A blind write at another node: its own dot covers no other sibling.
+        let c = a.update(&VersionVector::new(), 1, value(6, 1));
+        assert_eq!(
+            c.reply_context(&VersionVector::new(), (1, 1)),
+            VersionVector::from([(1, 1)])
+        );
+        assert_eq!(c.dot_of(value(6, 1)), Some((1, 1)));
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //!
 //! The properties need facts no single state shows: which writes were acknowledged, what each
 //! write meant to supersede (the values its context was read from), which tombstones were
-//! reaped, and what was acknowledged when a get started. stateright keeps such auxiliary
+//! reaped, what was acknowledged when a get started, which write each dot names, and whether a
+//! put's reply handed back a context it should not have. stateright keeps such auxiliary
 //! variables in the model's history, updated from messages sent and received (Lamport's
 //! auxiliary variables); no actor ever reads it.
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::dvv::{covers, Dot};
 use crate::msg::Msg;
-use crate::value::{Key, RequestId, Value};
+use crate::value::{Key, RequestId, Value, VersionVector};
 use serde::Serialize;
 use stateright::actor::{Envelope, Id};
 use stateright::{Rewrite, RewritePlan};
@@ -28,8 +31,19 @@ pub struct History {
     /// were acknowledged when the get was sent.
     #[serde(serialize_with = "crate::pairs::serialize")]
     pub get_starts: BTreeMap<RequestId, BTreeSet<Value>>,
+    /// The write each dot names, per key, learnt from the clocks that pass (`Replicate`, and
+    /// the new clock a `PutOk` carries as a ghost; DVVSet only).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub dots: BTreeMap<(Key, Dot), Value>,
     /// A get returned neither an earlier acknowledged write nor a successor of it.
     pub stale_read: bool,
+    /// A put's reply context covered a write the client had not seen (one neither its request
+    /// context covered nor already superseded by a value of the new clock).
+    pub overreach: bool,
+    /// A put whose value was its clock's only sibling got a reply context not covering it.
+    pub misses_own: bool,
+    /// A forwarded put was acknowledged to its forwarder.
+    pub forwarded: bool,
     /// A hint reached its owner.
     pub handed_off: bool,
     /// Read repair changed a replica.
@@ -47,6 +61,11 @@ impl Rewrite<Id> for History {
                 .map(|(v, s)| (v.rewrite(plan), s.rewrite(plan)))
                 .collect(),
             acked: self.acked.rewrite(plan),
+            dots: self
+                .dots
+                .iter()
+                .map(|(d, v)| (*d, v.rewrite(plan)))
+                .collect(),
             reaped: self.reaped.rewrite(plan),
             get_starts: self
                 .get_starts
@@ -107,6 +126,79 @@ impl History {
     }
 }
 
+impl History {
+    /// Learns the dots of `clock`'s siblings; returns whether any was new.
+    fn learn_dots(&mut self, clock: &Clock) -> bool {
+        let mut new = false;
+        for (d, v) in clock.dotted() {
+            new |= self.dots.insert((v.key, d), v).is_none();
+        }
+        new
+    }
+
+    /// Whether `clock` names a dot not yet learnt.
+    fn knows_dots(&self, clock: &Clock) -> bool {
+        clock
+            .dotted()
+            .iter()
+            .all(|(d, v)| self.dots.contains_key(&(v.key, *d)))
+    }
+
+    /// Judges a put's reply context (DVVSet only): it must cover the new write when that is
+    /// the clock's only sibling, and never a write the client did not see — one its request
+    /// context (`asked`) did not cover, unless a value of the new clock already superseded it
+    /// (as the history of contexts tells, reaped tombstones included), so that covering it
+    /// again supersedes nothing.
+    fn judge_reply(
+        &mut self,
+        value: Value,
+        context: &VersionVector,
+        written: &Clock,
+        asked: &VersionVector,
+    ) {
+        self.learn_dots(written);
+        let Some(dot) = written.dot_of(value) else {
+            return;
+        };
+        if written.size() == 1 && !covers(context, dot) {
+            self.misses_own = true;
+        }
+        let excused = self.superseded_by(&written.values());
+        let unseen = self.dots.range((value.key, (0, 0))..).any(|(&(k, d), w)| {
+            k == value.key
+                && covers(context, d)
+                && *w != value
+                && !covers(asked, d)
+                && !excused.contains(w)
+        });
+        if unseen {
+            self.overreach = true;
+        }
+    }
+
+    /// A put was acknowledged (to its client, or to the server that forwarded it).
+    fn acknowledge(&self, reply: &Msg) -> Option<History> {
+        let Msg::PutOk {
+            req,
+            context,
+            written,
+            asked,
+            ..
+        } = reply
+        else {
+            return None;
+        };
+        let value = self.write_of(*req)?;
+        if self.acked.contains(&value) {
+            return None;
+        }
+        let mut h = self.clone();
+        h.acked.insert(value);
+        h.judge_reply(value, context, written, asked);
+        Some(h)
+    }
+}
+
 /// Records a message as it is sent.
 pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
@@ -120,19 +212,35 @@ pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
             h.get_starts.insert(*req, h.acked_on(*key));
             Some(h)
         }
-        Msg::PutOk { req } => {
-            let value = h.write_of(*req)?;
-            if h.acked.contains(&value) {
-                return None;
-            }
+        Msg::Replicate { clock, .. } if !h.knows_dots(clock) => {
             let mut h = h.clone();
-            h.acked.insert(value);
+            h.learn_dots(clock);
             Some(h)
         }
+        Msg::PutOk { .. } => h.acknowledge(env.msg),
+        Msg::ForwardReply { reply, .. } => match &**reply {
+            Msg::PutOk { .. } => h.acknowledge(reply),
+            Msg::Fail { put: true, .. } if !h.put_failed => Some(History {
+                put_failed: true,
+                ..h.clone()
+            }),
+            _ => None,
+        },
         Msg::Fail { put: true, .. } if !h.put_failed => Some(History {
             put_failed: true,
             ..h.clone()
         }),
+        // The decision to reap, made once all `N` primaries hold the tombstone (the
+        // coordinator reaps its own copy in the same step).
+        Msg::Reap { clock, .. } => {
+            let new: BTreeSet<Value> = clock.values().difference(&h.reaped).copied().collect();
+            if new.is_empty() {
+                return None;
+            }
+            let mut h = h.clone();
+            h.reaped.extend(new);
+            Some(h)
+        }
         _ => None,
     }
 }
@@ -140,13 +248,13 @@ pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
 /// Records a message as it is delivered (and changed its receiver).
 pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
-        Msg::GetOk { req, values, .. } => {
+        Msg::GetOk { req, seen, .. } => {
             let before = h.get_starts.get(req)?;
             let mut h = h.clone();
-            let known = h.superseded_by(values);
+            let known = h.superseded_by(seen);
             if before
                 .iter()
-                .any(|a| !values.contains(a) && !known.contains(a))
+                .any(|a| !seen.contains(a) && !known.contains(a))
             {
                 h.stale_read = true;
             }
@@ -161,14 +269,11 @@ pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
             repaired: true,
             ..h.clone()
         }),
-        Msg::Reap { clock, .. } => {
-            let new: BTreeSet<Value> = clock.values().difference(&h.reaped).copied().collect();
-            if new.is_empty() {
-                return None;
-            }
-            let mut h = h.clone();
-            h.reaped.extend(new);
-            Some(h)
+        Msg::ForwardReply { reply, .. } if !h.forwarded && matches!(**reply, Msg::PutOk { .. }) => {
+            Some(History {
+                forwarded: true,
+                ..h.clone()
+            })
         }
         _ => None,
     }

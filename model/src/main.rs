@@ -68,6 +68,8 @@ fn main() -> Result<()> {
             for c in config::large() {
                 println!("  {}", c.describe());
             }
+            println!("Exported for the conformance crate (export pinned by tests):");
+            println!("  {}", config::replay().describe());
         }
         Cmd::Check {
             over,
@@ -100,7 +102,7 @@ fn main() -> Result<()> {
                     (_, false) => "FAILED: counterexample",
                 };
                 println!(
-                    "  {:<11} {:<48} {verdict}",
+                    "  {:<11} {:<72} {verdict}",
                     format!("{:?}", o.expectation),
                     o.name
                 );

@@ -2,8 +2,11 @@
 //!
 //! Messages carry whole clocks, never deltas, so that a duplicated or reordered message is
 //! harmless: every receiver merges with `sync`, which is idempotent, commutative and
-//! associative. The only field that is not protocol is `Put::seen`, a ghost the properties use
-//! (the values the client's context was read from); no server ever looks at it.
+//! associative. A few fields are not protocol but *ghosts* the properties use, which no
+//! server ever reads: `Put::seen` and `GetOk::seen` (the values a get returned, tombstones
+//! included: what a following put means to supersede), `PutOk::written` and `PutOk::asked`
+//! (the coordinator's new clock and the put's request context, against which the reply's
+//! context is judged).
 
 use crate::clock::Clock;
 use crate::dvv::NodeId;
@@ -37,19 +40,33 @@ pub enum Msg {
         /// Ghost: the values the client's last get returned, i.e. what it means to supersede.
         seen: BTreeSet<Value>,
     },
-    /// Coordinator → client: the merged siblings (tombstones included) and their context.
+    /// Coordinator → client: the live values of the merged clock and its context.
     GetOk {
         /// The request answered.
         req: RequestId,
-        /// The siblings; none, or only tombstones, means not found.
+        /// The live siblings (tombstones removed, as the node answers); none means not found.
         values: BTreeSet<Value>,
-        /// The opaque context for a following put.
+        /// The opaque context for a following put: the merged clock's causal context.
         context: VersionVector,
+        /// Ghost: every sibling of the merged clock, tombstones included (what the client saw,
+        /// and what a put with `context` supersedes).
+        seen: BTreeSet<Value>,
     },
     /// Coordinator → client: the put is stored durably on `W` replicas.
     PutOk {
         /// The request answered.
         req: RequestId,
+        /// A context covering the new value and nothing the client did not see: the new
+        /// clock's causal context if the value is its only sibling; otherwise the request's
+        /// context plus the new dot, unless that would cover another sibling, in which case
+        /// the request's context alone (the node's `reply_context`).
+        context: VersionVector,
+        /// How many siblings (tombstones included) the key holds after the write.
+        siblings: u8,
+        /// Ghost: the coordinator's clock after the put.
+        written: Clock,
+        /// Ghost: the put's request context.
+        asked: VersionVector,
     },
     /// Coordinator → client: too few replicas answered in time (HTTP 503).
     Fail {
@@ -57,6 +74,26 @@ pub enum Msg {
         req: RequestId,
         /// Whether it was a put or delete (else a get).
         put: bool,
+    },
+    /// Server outside the key's preference list → the list's first node: coordinate this
+    /// client put (or delete) and answer me.
+    Forward {
+        /// The client's request.
+        req: RequestId,
+        /// The key.
+        key: Key,
+        /// The client's context.
+        context: VersionVector,
+        /// The value written.
+        value: Value,
+    },
+    /// The coordinator of a forwarded put → the forwarding server: the answer to relay to the
+    /// client (a `PutOk` or a `Fail`).
+    ForwardReply {
+        /// The client's request.
+        req: RequestId,
+        /// The client reply.
+        reply: Box<Msg>,
     },
     /// Coordinator → replica: send your clock of `key`.
     Read {
@@ -151,13 +188,40 @@ impl Rewrite<Id> for Msg {
                 req,
                 values,
                 context,
+                seen,
             } => Msg::GetOk {
                 req: req.rewrite(plan),
                 values: values.rewrite(plan),
                 context: context.clone(),
+                seen: seen.rewrite(plan),
             },
-            Msg::PutOk { req } => Msg::PutOk {
+            Msg::PutOk {
+                req,
+                context,
+                siblings,
+                written,
+                asked,
+            } => Msg::PutOk {
                 req: req.rewrite(plan),
+                context: context.clone(),
+                siblings: *siblings,
+                written: rw(written, plan),
+                asked: asked.clone(),
+            },
+            Msg::Forward {
+                req,
+                key,
+                context,
+                value,
+            } => Msg::Forward {
+                req: req.rewrite(plan),
+                key: *key,
+                context: context.clone(),
+                value: value.rewrite(plan),
+            },
+            Msg::ForwardReply { req, reply } => Msg::ForwardReply {
+                req: req.rewrite(plan),
+                reply: Box::new(reply.rewrite(plan)),
             },
             Msg::Fail { req, put } => Msg::Fail {
                 req: req.rewrite(plan),
@@ -216,6 +280,14 @@ impl Msg {
             Msg::Replicate { clock, .. }
             | Msg::Repair { clock, .. }
             | Msg::Handoff { clock, .. } => Some(clock),
+            _ => None,
+        }
+    }
+
+    /// The request a client reply answers (`GetOk`, `PutOk`, `Fail`), if it is one.
+    pub fn answers(&self) -> Option<RequestId> {
+        match self {
+            Msg::GetOk { req, .. } | Msg::PutOk { req, .. } | Msg::Fail { req, .. } => Some(*req),
             _ => None,
         }
     }

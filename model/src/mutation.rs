@@ -23,4 +23,7 @@ pub enum Mutation {
     OverwriteOnReplicate,
     /// Reaping forgets the key's causal context along with the tombstone.
     ReapForgetsContext,
+    /// A put's reply hands back the new clock's whole causal context, which may cover
+    /// concurrent siblings the client never saw.
+    ReplyWholeContext,
 }

@@ -111,6 +111,18 @@ pub fn read_your_acked_writes(_: &ShoalModel, state: &SysState) -> bool {
     !state.history.stale_read
 }
 
+/// A put's reply context never covers a write the client did not see: every write whose dot
+/// it covers is the new write, one the request's context covered, or one a value of the new
+/// clock already superseded (judged as each `PutOk` is sent, see [`History`]).
+pub fn reply_covers_only_seen(_: &ShoalModel, state: &SysState) -> bool {
+    !state.history.overreach
+}
+
+/// A put's reply context covers its own write when the new clock holds no other sibling.
+pub fn reply_covers_own_write(_: &ShoalModel, state: &SysState) -> bool {
+    !state.history.misses_own
+}
+
 /// The largest set of pairwise-concurrent writes among `writes` (brute force: sets are tiny).
 fn width(h: &History, writes: &[Value]) -> usize {
     let n = writes.len().min(16);
@@ -213,6 +225,11 @@ pub fn put_failed(_: &ShoalModel, state: &SysState) -> bool {
     state.history.put_failed
 }
 
+/// Sometimes: a forwarded put was acknowledged to the server that forwarded it.
+pub fn forward_acknowledged(_: &ShoalModel, state: &SysState) -> bool {
+    state.history.forwarded
+}
+
 /// Sometimes: a replica reaped a tombstone.
 pub fn tombstone_reaped(_: &ShoalModel, state: &SysState) -> bool {
     stores(state)
@@ -261,6 +278,16 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             "no more siblings than concurrent writes",
             siblings_bounded,
         ));
+        p.push((
+            Expectation::Always,
+            "a put's context never covers a value the client did not see",
+            reply_covers_only_seen,
+        ));
+        p.push((
+            Expectation::Always,
+            "a put's context covers its own write when it has no concurrent siblings",
+            reply_covers_own_write,
+        ));
     }
     if cfg.converges() {
         p.push((
@@ -308,6 +335,13 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             Expectation::Sometimes,
             "a tombstone is reaped",
             tombstone_reaped,
+        ));
+    }
+    if s.forwarding {
+        p.push((
+            Expectation::Sometimes,
+            "a forwarded put is acknowledged",
+            forward_acknowledged,
         ));
     }
     p

@@ -25,7 +25,7 @@ fn quorum() {
 
 #[test]
 fn three() {
-    pinned("three", 187567, 768333);
+    pinned("three", 195215, 793861);
 }
 
 #[test]
@@ -40,32 +40,32 @@ fn duplicating() {
 
 #[test]
 fn lossy() {
-    pinned("lossy", 50650, 286939);
+    pinned("lossy", 69634, 407941);
 }
 
 #[test]
 fn crash() {
-    pinned("crash", 190319, 667837);
+    pinned("crash", 194763, 681113);
 }
 
 #[test]
 fn chaos() {
-    pinned("chaos", 533767, 3838505);
+    pinned("chaos", 646439, 4699545);
 }
 
 #[test]
 fn sloppy() {
-    pinned("sloppy", 134160, 559087);
+    pinned("sloppy", 178291, 776275);
 }
 
 #[test]
 fn repair() {
-    pinned("repair", 6846, 21897);
+    pinned("repair", 9434, 32171);
 }
 
 #[test]
 fn reap() {
-    pinned("reap", 139846, 383008);
+    pinned("reap", 101078, 260824);
 }
 
 #[test]
@@ -76,6 +76,11 @@ fn entropy() {
 #[test]
 fn entropy_loss() {
     pinned("entropy-loss", 1073, 3242);
+}
+
+#[test]
+fn forward() {
+    pinned("forward", 15710, 37829);
 }
 
 #[test]
@@ -98,6 +103,7 @@ fn every_ci_configuration_is_pinned_here() {
         "reap",
         "entropy",
         "entropy-loss",
+        "forward",
     ];
     assert_eq!(names, pinned);
 }

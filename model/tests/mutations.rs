@@ -75,6 +75,15 @@ fn reaping_the_causal_context_lets_deleted_values_come_back() {
 }
 
 #[test]
+fn replying_with_the_whole_context_covers_unseen_siblings() {
+    let cfg = mutated("siblings", Mutation::ReplyWholeContext);
+    fails(
+        &cfg,
+        "a put's context never covers a value the client did not see",
+    );
+}
+
+#[test]
 fn without_anti_entropy_a_lost_replicate_leaves_replicas_diverged() {
     let mut cfg = named("entropy-loss").expect("named configuration");
     cfg.settings.anti_entropy = false;

@@ -15,8 +15,10 @@ use std::fmt;
 pub mod overrides;
 pub use overrides::Overrides;
 
-/// One operation of a client's script.
+/// One operation of a client's script; serialized as on the command line (`get0`, `put1`,
+/// `blind0`, `del1`).
 #[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Op {
     /// Read the key (and remember its context).
     Get(Key),
@@ -50,6 +52,19 @@ impl Op {
     }
 }
 
+impl TryFrom<String> for Op {
+    type Error = String;
+    fn try_from(s: String) -> Result<Op, String> {
+        Op::parse(&s).ok_or_else(|| format!("bad operation {s:?}"))
+    }
+}
+
+impl From<Op> for String {
+    fn from(op: Op) -> String {
+        op.to_string()
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -70,8 +85,12 @@ pub struct Settings {
     pub r: u8,
     /// Durable stores a put waits for.
     pub w: u8,
-    /// How many nodes of a key's preference list a client may choose as coordinator.
+    /// How many nodes of a key's preference list a client may choose as coordinator (ignored
+    /// with `forwarding`, where a client may choose any server).
     pub coordinators: u8,
+    /// A server outside a key's preference list forwards a put to the first node of the list
+    /// and relays its answer; clients then choose any server as coordinator.
+    pub forwarding: bool,
     /// The causality scheme.
     pub scheme: Scheme,
     /// Sloppy quorum with hinted handoff.
@@ -85,11 +104,17 @@ pub struct Settings {
     /// Clients give up on a request after a timeout (needed when requests or replies can be
     /// dropped; without drops every message arrives, if need be after its receiver recovers).
     pub client_timeouts: bool,
-    /// Coordinators time out (suspecting silent replicas, going sloppy or failing). Off in
-    /// fault-free configurations to keep them small; a timeout is then never needed.
+    /// Every coordinated or forwarded request has its own deadline (a `Deadline` timer): an
+    /// unanswered request then fails (a put may first go sloppy), suspecting the silent
+    /// replicas. Off in fault-free configurations to keep them small; a deadline is then never
+    /// needed.
     pub timeouts: bool,
-    /// Coordinators remember the last request of each client so a duplicated request is not
-    /// executed twice (only needed, and only on, when the network duplicates).
+    /// Servers remember, durably, the last request of each client they coordinated or
+    /// forwarded, so a duplicated request is executed once. What it models: a client's
+    /// request travels once over its TCP connection (HTTP), so stateright duplicating a client
+    /// request is not a fault the node sees, and a node's transport may resend a `Forward`,
+    /// which must also execute once (deduplicated by the client's request id, like a put).
+    /// Only needed, and only on, when the network duplicates.
     pub dedup: bool,
     /// Bounded loss: each server may lose at most this many incoming `Replicate` and `Repair`
     /// messages, which ones chosen nondeterministically (0: none; the network itself stays
@@ -108,6 +133,7 @@ impl Settings {
             r,
             w,
             coordinators: 1,
+            forwarding: false,
             scheme: Scheme::Dvv,
             sloppy: false,
             read_repair: false,
@@ -187,6 +213,7 @@ impl Config {
         for (on, name) in [
             (c.lossy, "lossy"),
             (c.duplicating, "duplicating"),
+            (s.forwarding, "forwarding"),
             (s.sloppy, "sloppy"),
             (s.read_repair, "read-repair"),
             (s.anti_entropy, "anti-entropy"),
@@ -246,6 +273,10 @@ impl Config {
         }
         if s.reap && s.scheme == Scheme::Classic {
             return Err("reaping needs the DVVSet's causal context".into());
+        }
+        if s.reap && n < 2 {
+            // The history learns of a reap from its messages to the other primaries.
+            return Err("reaping needs N >= 2".into());
         }
         Ok(())
     }
@@ -377,7 +408,30 @@ pub fn ci() -> Vec<Config> {
                 c.settings.lose = 1;
             })
             .done(),
+        // Forwarding: clients pick any server; the one outside the preference list forwards
+        // puts to the list's first node, and coordinates gets without a local copy, repairing
+        // both replicas.
+        Builder::new("forward", 3, 2, 1, 2, &[&["blind0"], &["get0", "put0"]])
+            .with(|c| {
+                c.settings.forwarding = true;
+                c.settings.read_repair = true;
+            })
+            .done(),
     ]
+}
+
+/// The configuration whose exhaustive export the conformance crate replays: three servers,
+/// two clients, a network that drops, a crash, read repair and forwarding (its full check is
+/// run by hand; `tests/export.rs` pins its export).
+pub fn replay() -> Config {
+    Builder::new("replay", 3, 2, 1, 2, &[&["blind0", "get0"], &["get0"]])
+        .with(|c| {
+            c.lossy = true;
+            c.crashes = 1;
+            c.settings.read_repair = true;
+            c.settings.forwarding = true;
+        })
+        .done()
 }
 
 /// Larger configurations, run by hand; their sizes are in the README.
@@ -422,6 +476,7 @@ pub fn large() -> Vec<Config> {
 pub fn all() -> Vec<Config> {
     let mut all = ci();
     all.extend(large());
+    all.push(replay());
     all
 }
 

@@ -35,32 +35,36 @@ pub struct Overrides {
     /// Coordinators a client may choose among (first nodes of the preference list).
     #[arg(long)]
     pub coordinators: Option<u8>,
+    /// Servers outside a key's preference list forward puts; clients choose any server
+    /// (`=false` to turn off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub forwarding: Option<bool>,
     /// The causality scheme (`--clock` is an alias).
     #[arg(long, value_enum, alias = "clock")]
     pub scheme: Option<Scheme>,
     /// The network drops messages (`--lossy false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub lossy: Option<bool>,
     /// The network duplicates messages (`--duplicating false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub duplicating: Option<bool>,
     /// Total server crashes allowed.
     #[arg(long)]
     pub crashes: Option<u8>,
     /// Sloppy quorum with hinted handoff (`=false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub sloppy: Option<bool>,
     /// Read repair (`=false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub read_repair: Option<bool>,
     /// Anti-entropy (`=false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub anti_entropy: Option<bool>,
     /// Coordinator timeouts (implied by drops and sloppy quorum).
     #[arg(long)]
     pub timeouts: bool,
     /// Tombstone reaping (`=false` to turn off).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub reap: Option<bool>,
     /// Maximum messages in flight.
     #[arg(long)]
@@ -99,6 +103,7 @@ impl Overrides {
         if let Some(v) = self.scheme {
             s.scheme = v;
         }
+        s.forwarding = self.forwarding.unwrap_or(s.forwarding);
         s.sloppy = self.sloppy.unwrap_or(s.sloppy);
         s.read_repair = self.read_repair.unwrap_or(s.read_repair);
         s.anti_entropy = self.anti_entropy.unwrap_or(s.anti_entropy);

@@ -8,20 +8,23 @@
 //! **Coordinator.** A put is applied to the coordinator's own clock with the client's context
 //! (`update`), stored, and the result replicated to the rest of the preference list; the client
 //! gets `PutOk` once `W` *distinct* replicas (the coordinator included) stored it. A get reads
-//! `R` replicas (the coordinator included) and answers with the merge of their clocks. With
-//! `R + W > N` and no write going to a fallback, the `R` readers intersect the `W` writers.
+//! every replica and answers with the merge of the first `R` clocks (the coordinator's own
+//! included when it is a replica). With `R + W > N` and no write going to a fallback, the `R`
+//! readers intersect the `W` writers. With forwarding, a server outside a key's preference
+//! list hands a put to the list's first node and relays its answer.
 //!
-//! **Failure detector and sloppy quorum.** The coordination timer models a timeout: when it
-//! fires before `W` acknowledgements, the coordinator suspects the preference-list nodes that
-//! have not answered — rightly if they crashed, wrongly if their messages are only slow — and,
-//! with sloppy quorum, writes to the next unsuspected fallbacks with a hint naming the owner;
-//! a second timeout fails the put (`Fail`, HTTP 503). A message from a peer clears suspicion.
+//! **Deadlines, failure detector and sloppy quorum.** Each request has its own deadline, a
+//! timer that models a timeout: when a put's fires before `W` acknowledgements, the
+//! coordinator suspects the preference-list nodes that have not answered — rightly if they
+//! crashed, wrongly if their messages are only slow — and, with sloppy quorum, writes to the
+//! next unsuspected fallbacks with a hint naming the owner; its next deadline fails it (`Fail`,
+//! HTTP 503). A message from a peer clears suspicion.
 //!
 //! **Hinted handoff.** Hints are durable; the holder offers them to their owners and drops a
 //! hint once its owner acknowledged storing exactly that clock.
 //!
-//! **Read repair.** After a get, every answering replica whose clock differs from the merge
-//! is sent the merge.
+//! **Read repair.** Once every replica answered a get, or its deadline passed, every answering
+//! replica whose clock differs from the merge of all answers is sent that merge.
 //!
 //! **Anti-entropy.** At the model's level: a replica whose store changed sends its clocks of
 //! the keys it shares with a peer to that peer, which merges the differing ones. Because a
@@ -34,11 +37,12 @@
 //! context, so a stale copy of a deleted value arriving later is recognised as superseded.
 //!
 //! **Where each mechanism lives.** This file holds the state, the entry points and the helpers
-//! every mechanism shares (reading, storing and merging a key durably, the coordination timer);
-//! `handle` only dispatches each message to the mechanism that owns it:
+//! every mechanism shares (reading, storing and merging a key durably); `handle` only
+//! dispatches each message to the mechanism that owns it:
 //!
-//! - `coordinator.rs`: client puts and gets, their acknowledgements and replies, quorums and
-//!   coordination timeouts;
+//! - `coordinator/`: client requests, each with its deadline (`mod.rs`): puts, their
+//!   acknowledgements and replies (`put.rs`), gets and their quorum (`get.rs`), forwarding
+//!   (`forward.rs`);
 //! - `replica.rs`: storing a replicated or repaired clock, answering reads;
 //! - `handoff.rs`: sloppy quorum's hinted writes, holding hints and handing them off;
 //! - `read_repair.rs`: writing a get's merge back to the stale replicas;
@@ -52,7 +56,7 @@ use crate::config::Settings;
 use crate::dvv::NodeId;
 use crate::msg::Msg;
 use crate::mutation::Mutation;
-use crate::value::{Key, RequestId, Value};
+use crate::value::{Key, RequestId, Value, VersionVector};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{model_timeout, Id, Out};
 use stateright::{Rewrite, RewritePlan};
@@ -77,7 +81,8 @@ pub struct Store {
     /// Clocks held for a suspected owner: `(owner, key)`.
     #[serde(with = "crate::pairs")]
     pub hints: BTreeMap<(NodeId, Key), Clock>,
-    /// The last request number executed per client, so a duplicated put is not applied twice.
+    /// The last request number executed (coordinated or forwarded) per client, so a duplicated
+    /// request is executed once (`dedup`).
     #[serde(with = "crate::pairs")]
     pub served: BTreeMap<Id, u8>,
     /// Ghost: values once stored here as siblings and since superseded (never read by the
@@ -112,11 +117,28 @@ impl Rewrite<Id> for Store {
     }
 }
 
+/// Who waits for a coordinated put's answer.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub enum Waiter {
+    /// The client that sent the request (named by the request).
+    Client,
+    /// The server that forwarded it, answered with a `ForwardReply`.
+    Forwarder(NodeId),
+}
+
 /// A put being coordinated.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct PutCoord {
+    /// The slot of its deadline (`Timer::Deadline`).
+    pub slot: u8,
+    /// Who is answered.
+    pub waiter: Waiter,
     /// The key.
     pub key: Key,
+    /// The value written.
+    pub value: Value,
+    /// The client's context (the reply's context is computed from it).
+    pub asked: VersionVector,
     /// The clock the coordinator stored and replicates.
     pub clock: Clock,
     /// Distinct servers that stored it durably (the coordinator included).
@@ -132,10 +154,24 @@ pub struct PutCoord {
 /// A get being coordinated.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct GetCoord {
+    /// The slot of its deadline (`Timer::Deadline`).
+    pub slot: u8,
     /// The key.
     pub key: Key,
-    /// The clocks received per replica (the coordinator's own included).
+    /// The clock each replica answered, one per replica (the coordinator's own included when
+    /// it is a replica).
     pub replies: BTreeMap<NodeId, Clock>,
+    /// Whether the client has been answered (the get waits on for read repair).
+    pub replied: bool,
+}
+
+/// A put forwarded to the first node of its key's preference list.
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct FwdCoord {
+    /// The slot of its deadline (`Timer::Deadline`).
+    pub slot: u8,
+    /// The server it was forwarded to: only its answer counts.
+    pub target: NodeId,
 }
 
 /// A server's state: its durable store mirrored in memory plus volatile coordination state.
@@ -153,6 +189,9 @@ pub struct ServerState {
     /// Gets being coordinated.
     #[serde(with = "crate::pairs")]
     pub gets: BTreeMap<RequestId, GetCoord>,
+    /// Puts forwarded, waiting for the answer to relay.
+    #[serde(with = "crate::pairs")]
+    pub forwards: BTreeMap<RequestId, FwdCoord>,
     /// The store changed since the last anti-entropy push.
     pub dirty: bool,
     /// Hints changed since they were last offered to their owners.
@@ -175,6 +214,7 @@ impl Rewrite<Id> for ServerState {
                 .map(|(r, p)| {
                     let mut p = p.clone();
                     p.clock = p.clock.rewrite(plan);
+                    p.value = p.value.rewrite(plan);
                     (r.rewrite(plan), p)
                 })
                 .collect(),
@@ -182,19 +222,19 @@ impl Rewrite<Id> for ServerState {
                 .gets
                 .iter()
                 .map(|(r, g)| {
-                    let replies = g
+                    let mut g = g.clone();
+                    g.replies = g
                         .replies
                         .iter()
                         .map(|(n, v)| (*n, v.rewrite(plan)))
                         .collect();
-                    (
-                        r.rewrite(plan),
-                        GetCoord {
-                            key: g.key,
-                            replies,
-                        },
-                    )
+                    (r.rewrite(plan), g)
                 })
+                .collect(),
+            forwards: self
+                .forwards
+                .iter()
+                .map(|(r, f)| (r.rewrite(plan), f.clone()))
                 .collect(),
             dirty: self.dirty,
             offer: self.offer,
@@ -239,6 +279,7 @@ impl Server<'_> {
             suspects: BTreeSet::new(),
             puts: BTreeMap::new(),
             gets: BTreeMap::new(),
+            forwards: BTreeMap::new(),
             dirty,
             offer,
             pending: None,
@@ -289,19 +330,6 @@ impl Server<'_> {
         self.store(st, key, new, o);
     }
 
-    fn arm(&self, o: &mut Out<Wiring>) {
-        if !self.cfg.timeouts {
-            return;
-        }
-        o.set_timer(Timer::Coordination, model_timeout());
-    }
-
-    fn disarm_if_idle(&self, s: &ServerState, o: &mut Out<Wiring>) {
-        if self.cfg.timeouts && s.puts.is_empty() && s.gets.is_empty() {
-            o.cancel_timer(Timer::Coordination);
-        }
-    }
-
     /// Receives one message. With budget left (`lose`), a `Replicate` or `Repair` is held while
     /// the choice between processing and losing it is made; until then the server ignores
     /// other messages (they stay in flight).
@@ -335,7 +363,18 @@ impl Server<'_> {
                 context,
                 value,
                 ..
-            } => self.put(st, req, key, &context, value, o),
+            } => self.client_put(st, req, key, &context, value, o),
+            Msg::Forward {
+                req,
+                key,
+                context,
+                value,
+            } => {
+                if let Ok(from) = NodeId::try_from(usize::from(src)) {
+                    self.put(st, Waiter::Forwarder(from), req, key, &context, value, o);
+                }
+            }
+            Msg::ForwardReply { req, reply } => self.forward_reply(st, src, req, *reply, o),
             Msg::ReplicateAck { req } => self.replicate_ack(st, src, req, o),
             Msg::Get { req, key } => self.get(st, req, key, o),
             Msg::Read { req, key } => self.read(st, src, req, key, o),
@@ -365,7 +404,10 @@ impl Server<'_> {
     fn trust(&self, st: &mut Cow<ServerState>, src: Id, msg: &Msg) {
         let answer = matches!(
             msg,
-            Msg::ReplicateAck { .. } | Msg::ReadReply { .. } | Msg::HandoffAck { .. }
+            Msg::ReplicateAck { .. }
+                | Msg::ReadReply { .. }
+                | Msg::HandoffAck { .. }
+                | Msg::ForwardReply { .. }
         );
         if let Ok(p) = NodeId::try_from(usize::from(src)) {
             if answer && st.suspects.contains(&p) {
@@ -383,7 +425,7 @@ impl Server<'_> {
             return;
         }
         match timer {
-            Timer::Coordination => self.timeout_coordinations(st, o),
+            Timer::Deadline(slot) => self.deadline(st, *slot, o),
             Timer::Handoff => self.offer_hints(st, o),
             Timer::AntiEntropy => self.push(st, o),
             Timer::Client => {}

@@ -1,7 +1,8 @@
 //! Reaping: a tombstone all `N` primaries hold is dropped, its causal context kept.
 //!
 //! A delete's coordination does not end when the client is answered: it waits until every
-//! primary acknowledged the tombstone-only clock, then tells them all to reap it. A replica
+//! primary acknowledged the tombstone-only clock, then reaps its own copy at once and tells the
+//! other primaries to reap theirs (as the node does). A replica
 //! reaps only if it still holds exactly that clock (a newer write makes the reap moot), and
 //! reaping keeps the key's version vector: a stale copy of a deleted value still in flight, in
 //! a hint or on a lagging replica is then recognised as superseded instead of resurrecting the
@@ -30,17 +31,22 @@ impl Server<'_> {
         self.reapable(c) && !all_primaries
     }
 
-    /// At the end of a put's coordination: a delete is reaped on every primary.
-    pub(super) fn send_reap(&self, c: &PutCoord, o: &mut Out<Wiring>) {
+    /// At the end of a put's coordination: a delete is reaped on every primary, the
+    /// coordinator's own copy at once.
+    pub(super) fn send_reap(&self, st: &mut Cow<ServerState>, c: &PutCoord, o: &mut Out<Wiring>) {
         if !self.reapable(c) {
             return;
         }
         for p in self.cfg.ring.preference(c.key) {
-            let m = Msg::Reap {
-                key: c.key,
-                clock: c.clock.clone(),
-            };
-            o.send(id(p), m);
+            if p == st.me {
+                self.reap_if_current(st, c.key, &c.clock, o);
+            } else {
+                let m = Msg::Reap {
+                    key: c.key,
+                    clock: c.clock.clone(),
+                };
+                o.send(id(p), m);
+            }
         }
     }
 

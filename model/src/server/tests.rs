@@ -153,7 +153,7 @@ fn a_timeout_suspects_the_silent_and_writes_to_a_fallback_with_a_hint() {
     let mut st = Cow::Borrowed(&s);
     server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
     let mut o = Out::new();
-    server.on_timeout(&mut st, &Timer::Coordination, &mut o);
+    server.on_timeout(&mut st, &Timer::Deadline(0), &mut o);
     assert_eq!(st.suspects, BTreeSet::from([1, 2]));
     let hinted: Vec<(Id, Option<NodeId>)> = o
         .iter()
@@ -168,7 +168,7 @@ fn a_timeout_suspects_the_silent_and_writes_to_a_fallback_with_a_hint() {
         "one fallback for two owners"
     );
     let mut o = Out::new();
-    server.on_timeout(&mut st, &Timer::Coordination, &mut o);
+    server.on_timeout(&mut st, &Timer::Deadline(0), &mut o);
     assert!(o
         .iter()
         .any(|c| matches!(c, Command::Send(_, Msg::Fail { put: true, .. }))));
@@ -232,4 +232,158 @@ fn reaping_applies_only_to_the_clock_all_replicas_acknowledged() {
     server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
     assert!(st.store.data[&0].is_reaped());
     assert_eq!(st.store.data[&0].context(), current.context());
+}
+
+fn sends(o: &Out<Wiring>) -> Vec<(Id, &Msg)> {
+    o.iter()
+        .filter_map(|c| match c {
+            Command::Send(to, m) => Some((*to, m)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_deadline_gives_up_only_its_own_request() {
+    let cfg = Settings {
+        sloppy: false,
+        r: 2,
+        ..settings(3)
+    };
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
+    let other = Msg::Get {
+        req: RequestId {
+            client: Id::from(8),
+            seq: 1,
+        },
+        key: 0,
+    };
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(8), other, &mut o);
+    assert!(o
+        .iter()
+        .any(|c| matches!(c, Command::SetTimer(Timer::Deadline(1), _))));
+    let mut o = Out::new();
+    server.on_timeout(&mut st, &Timer::Deadline(0), &mut o);
+    assert_eq!(
+        sends(&o),
+        vec![(
+            client(),
+            &Msg::Fail {
+                req: first_req(),
+                put: true
+            }
+        )]
+    );
+    assert!(st.puts.is_empty() && st.gets.len() == 1, "the get waits on");
+}
+
+#[test]
+fn a_get_answers_at_r_and_repairs_once_every_replica_answered() {
+    let cfg = Settings {
+        read_repair: true,
+        r: 2,
+        ..settings(1)
+    };
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, false), &mut Out::new());
+    let req = RequestId {
+        client: client(),
+        seq: 2,
+    };
+    server.on_msg(&mut st, client(), Msg::Get { req, key: 0 }, &mut Out::new());
+    let stale = Clock::empty(Scheme::Dvv);
+    let mut o = Out::new();
+    let reply = Msg::ReadReply {
+        req,
+        clock: stale.clone(),
+    };
+    server.on_msg(&mut st, Id::from(1), reply.clone(), &mut o);
+    let answered = sends(&o);
+    assert!(
+        matches!(answered[..], [(to, Msg::GetOk { values, .. })] if to == client() && values.len() == 1),
+        "{answered:?}"
+    );
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(1), reply, &mut o);
+    assert!(o.is_empty(), "a second answer of a replica does not count");
+    let mut o = Out::new();
+    let reply = Msg::ReadReply { req, clock: stale };
+    server.on_msg(&mut st, Id::from(2), reply, &mut o);
+    let repaired: Vec<Id> = sends(&o)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Msg::Repair { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(repaired, vec![Id::from(1), Id::from(2)]);
+    assert!(st.gets.is_empty());
+}
+
+#[test]
+fn a_forwarded_put_executes_once_and_its_answer_goes_to_the_forwarder() {
+    let cfg = Settings {
+        forwarding: true,
+        dedup: true,
+        ..settings(1)
+    };
+    let server = Server { cfg: &cfg };
+    // Server 3 is outside key 0's preference list [0, 1, 2]: it forwards to server 0.
+    let s = boot(&cfg, 3);
+    let mut fwd = Cow::Borrowed(&s);
+    let mut o = Out::new();
+    server.on_msg(&mut fwd, client(), put(1, false), &mut o);
+    let forwarded = match sends(&o)[..] {
+        [(to, m @ Msg::Forward { .. })] if to == Id::from(0) => m.clone(),
+        ref other => panic!("{other:?}"),
+    };
+    let s0 = boot(&cfg, 0);
+    let mut coord = Cow::Borrowed(&s0);
+    let mut o = Out::new();
+    server.on_msg(&mut coord, Id::from(3), forwarded.clone(), &mut o);
+    let answer = sends(&o)
+        .into_iter()
+        .find(|(_, m)| matches!(m, Msg::ForwardReply { .. }))
+        .map(|(to, m)| (to, m.clone()));
+    let Some((to, answer)) = answer else {
+        panic!("W = 1: answered at once");
+    };
+    assert_eq!(to, Id::from(3));
+    let mut o = Out::new();
+    server.on_msg(&mut coord, Id::from(3), forwarded, &mut o);
+    assert!(o.is_empty(), "a resent Forward is executed once");
+    assert_eq!(coord.store.data[&0].values().len(), 1);
+    let mut o = Out::new();
+    server.on_msg(&mut fwd, Id::from(1), answer.clone(), &mut o);
+    assert!(o.is_empty(), "only the node forwarded to is heard");
+    server.on_msg(&mut fwd, Id::from(0), answer, &mut o);
+    assert!(matches!(sends(&o)[..], [(to, Msg::PutOk { .. })] if to == client()));
+    assert!(fwd.forwards.is_empty());
+}
+
+#[test]
+fn the_coordinator_of_a_delete_reaps_its_own_copy_at_once() {
+    let cfg = Settings {
+        sloppy: false,
+        ..Settings::plain(3, 2, 1, 2)
+    };
+    let cfg = Settings { reap: true, ..cfg };
+    let server = Server { cfg: &cfg };
+    let s = boot(&cfg, 0);
+    let mut st = Cow::Borrowed(&s);
+    server.on_msg(&mut st, client(), put(1, true), &mut Out::new());
+    let mut o = Out::new();
+    let ack = Msg::ReplicateAck { req: first_req() };
+    server.on_msg(&mut st, Id::from(1), ack, &mut o);
+    assert!(st.store.data[&0].is_reaped());
+    let reaps: Vec<Id> = sends(&o)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Msg::Reap { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(reaps, vec![Id::from(1)], "the other primaries are told");
 }

@@ -1,34 +1,43 @@
-//! Serializable traces: a run of the model as steps the conformance crate can replay.
+//! Serializable traces: runs of the model as steps the conformance crate replays against the
+//! node's core.
 //!
-//! stateright's actions are not serializable, so a path is translated into [`Step`]s. Each
-//! step is one event — a client issuing a request to the coordinator it chose, a message
-//! delivered or dropped, a timer firing, a server crashing or recovering — together with what
-//! the model observed right after it: the messages the step sent, the reply a client received,
-//! and every server's stored clocks (values with their causality: dots and causal context
-//! for DVVSets, per-sibling clocks for the classic scheme) and hints. Actors are numbered as in
-//! the model: servers `0..servers`, then clients.
+//! A trace is self-contained, so that a replay needs nothing of this crate but the types: the
+//! configuration's settings (sizes, features, faults, the clients' scripts), the placement of
+//! every key it uses (the node builds its ring from it), where the trace came from, the
+//! servers' stores before the first step, and the steps. stateright's actions are not
+//! serializable, so a path is translated into [`Step`]s ([`build`]): each is one event — a
+//! client issuing a request to the coordinator it chose, a message delivered or dropped, a
+//! timer firing, a server crashing or recovering — with what the model observed right after
+//! it: the messages the step sent, the reply a client received, and every server's saved
+//! store. Actors are numbered as in the model: servers `0..servers`, then clients.
 //!
-//! This module is the format — the serde types, the translation from a checker path and the
-//! JSON file — which the conformance crate reads; [`render`] prints a trace for people.
+//! Traces are written as JSON lines, one trace per line, versioned by `format` and `version`
+//! (see the README for the fields); the checker's counterexamples and examples are one source
+//! ([`crate::check`]). [`render`] prints a trace for people.
 
-use crate::actor::{Choice, State, Timer, Wiring};
-use crate::clock::Clock;
-use crate::config::Op;
+use crate::actor::Timer;
+use crate::clock::{Clock, Scheme};
+use crate::config::{Config, Op, Settings};
 use crate::dvv::NodeId;
-use crate::model::ShoalModel;
 use crate::msg::Msg;
-use crate::properties::{stores, SysState};
-use crate::value::Key;
+use crate::mutation::Mutation;
+use crate::ring::Ring;
+use crate::value::{Key, RequestId};
 use serde::{Deserialize, Serialize};
-use stateright::actor::ActorModelAction;
-use stateright::Path;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 
+pub mod build;
 pub mod render;
 
-/// A message with its endpoints (actor indices).
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+/// The value of every trace's `format` field.
+pub const FORMAT: &str = "shoal-trace";
+/// The version of the format this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// A message with its endpoints (actor indices: servers `0..servers`, then clients).
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct Envelope {
     /// Sender.
     pub from: usize,
@@ -39,7 +48,7 @@ pub struct Envelope {
 }
 
 /// What happened in one step.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// A client sent its next operation to the coordinator it chose.
@@ -55,7 +64,7 @@ pub enum Event {
     },
     /// A message was delivered.
     Deliver(Envelope),
-    /// A message was lost.
+    /// A message was lost (dropped by the network, or lost by its receiver under `lose`).
     Drop(Envelope),
     /// A timer fired.
     Timer {
@@ -63,6 +72,9 @@ pub enum Event {
         node: usize,
         /// Which timer.
         timer: Timer,
+        /// For a request's deadline, the request it belongs to (absent otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<RequestId>,
     },
     /// A server crashed: volatile state and timers are lost, its saved store is kept.
     Crash {
@@ -77,7 +89,7 @@ pub enum Event {
 }
 
 /// A server's durable state as observed after a step.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Replica {
     /// The server's index.
     pub node: usize,
@@ -90,9 +102,11 @@ pub struct Replica {
 }
 
 /// What the model observed right after a step.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
-    /// Messages the step sent (new in the network).
+    /// Messages the step sent: the multiset difference of the envelopes in flight after and
+    /// before the step, the delivered one excepted (a message sent twice appears twice; on a
+    /// duplicating network, which is a set, one already in flight does not appear).
     pub sent: Vec<Envelope>,
     /// The reply a client received in this step, if any.
     pub reply: Option<Envelope>,
@@ -101,7 +115,7 @@ pub struct Observed {
 }
 
 /// One step of a trace.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// The event.
     pub event: Event,
@@ -109,198 +123,254 @@ pub struct Step {
     pub observed: Observed,
 }
 
-/// A run of the model: the configuration, why it was exported, and its steps.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
+/// Everything a trace's configuration sets, flat (the model's `Settings` and `Config`).
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
+pub struct TraceSettings {
+    /// Servers (actors `0..servers`).
+    pub servers: u8,
+    /// Replicas per key.
+    pub n: u8,
+    /// Read quorum.
+    pub r: u8,
+    /// Write quorum.
+    pub w: u8,
+    /// The causality scheme.
+    pub scheme: Scheme,
+    /// How many nodes of the preference list a client may choose (without forwarding).
+    pub coordinators: u8,
+    /// Non-replicas forward puts; clients choose any server.
+    pub forwarding: bool,
+    /// Sloppy quorum with hinted handoff.
+    pub sloppy: bool,
+    /// Read repair after gets.
+    pub read_repair: bool,
+    /// Anti-entropy between replicas.
+    pub anti_entropy: bool,
+    /// Tombstone reaping.
+    pub reap: bool,
+    /// Per-request deadlines.
+    pub timeouts: bool,
+    /// Clients give up on a request after a timeout.
+    pub client_timeouts: bool,
+    /// Servers execute a client's request once.
+    pub dedup: bool,
+    /// Bounded loss per server.
+    pub lose: u8,
+    /// The network drops messages.
+    pub lossy: bool,
+    /// The network duplicates messages.
+    pub duplicating: bool,
+    /// Server crashes allowed in all.
+    pub crashes: u8,
+    /// Messages in flight allowed, if bounded.
+    pub max_network: Option<usize>,
+    /// A deliberate bug, if any.
+    pub mutation: Option<Mutation>,
+    /// One script per client (clients are actors `servers..`).
+    pub scripts: Vec<Vec<Op>>,
+}
+
+impl TraceSettings {
+    /// The settings of `cfg`.
+    pub fn of(cfg: &Config) -> TraceSettings {
+        let s = &cfg.settings;
+        TraceSettings {
+            servers: s.ring.servers,
+            n: s.ring.n,
+            r: s.r,
+            w: s.w,
+            scheme: s.scheme,
+            coordinators: s.coordinators,
+            forwarding: s.forwarding,
+            sloppy: s.sloppy,
+            read_repair: s.read_repair,
+            anti_entropy: s.anti_entropy,
+            reap: s.reap,
+            timeouts: s.timeouts,
+            client_timeouts: s.client_timeouts,
+            dedup: s.dedup,
+            lose: s.lose,
+            lossy: cfg.lossy,
+            duplicating: cfg.duplicating,
+            crashes: cfg.crashes,
+            max_network: cfg.max_network,
+            mutation: s.mutation,
+            scripts: cfg.scripts.clone(),
+        }
+    }
+
+    /// The configuration these settings describe, under `name`.
+    pub fn config(&self, name: &str) -> Config {
+        Config {
+            name: name.into(),
+            settings: Settings {
+                ring: Ring {
+                    servers: self.servers,
+                    n: self.n,
+                },
+                r: self.r,
+                w: self.w,
+                coordinators: self.coordinators,
+                forwarding: self.forwarding,
+                scheme: self.scheme,
+                sloppy: self.sloppy,
+                read_repair: self.read_repair,
+                anti_entropy: self.anti_entropy,
+                reap: self.reap,
+                client_timeouts: self.client_timeouts,
+                timeouts: self.timeouts,
+                dedup: self.dedup,
+                lose: self.lose,
+                mutation: self.mutation,
+            },
+            scripts: self.scripts.clone(),
+            lossy: self.lossy,
+            duplicating: self.duplicating,
+            crashes: self.crashes,
+            max_network: self.max_network,
+        }
+    }
+}
+
+/// Where one key lives: its preference list and, in ring order, its fallbacks.
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The key.
+    pub key: Key,
+    /// The `N` servers that replicate it, the first being where forwarded puts go.
+    pub preference: Vec<NodeId>,
+    /// The other servers in ring order: stand-ins for sloppy quorum.
+    pub fallbacks: Vec<NodeId>,
+}
+
+impl Placement {
+    /// The placement of every key `cfg`'s scripts use.
+    pub fn of(cfg: &Config) -> Vec<Placement> {
+        let ring = cfg.settings.ring;
+        cfg.keys()
+            .into_iter()
+            .map(|key| Placement {
+                key,
+                preference: ring.preference(key),
+                fallbacks: ring.fallbacks(key),
+            })
+            .collect()
+    }
+}
+
+/// How a trace was produced.
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A path of a breadth-first exploration to `depth`.
+    Exhaustive {
+        /// The exploration's depth.
+        depth: usize,
+    },
+    /// A random walk from `seed`.
+    Walk {
+        /// The walk's seed: the same seed gives the same trace.
+        seed: u64,
+    },
+    /// The checker's counterexample to a property.
+    Counterexample {
+        /// The property.
+        property: String,
+    },
+    /// The checker's example of a "sometimes" property.
+    Example {
+        /// The property.
+        property: String,
+    },
+}
+
+/// A run of the model: its configuration, placement and origin, and its steps.
+#[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The format's version, [`VERSION`].
+    pub version: u32,
     /// The configuration's name.
     pub config: String,
-    /// The property whose counterexample (or example) this is.
-    pub property: String,
-    /// The servers' store before the first step (empty unless the model is extended).
+    /// The configuration's settings.
+    pub settings: TraceSettings,
+    /// Where each key used lives.
+    pub placement: Vec<Placement>,
+    /// How the trace was produced.
+    pub source: Source,
+    /// The servers' stores before the first step.
     pub initial: Vec<Replica>,
     /// The steps.
     pub steps: Vec<Step>,
 }
 
-fn replicas(state: &SysState) -> Vec<Replica> {
-    stores(state)
-        .into_iter()
-        .enumerate()
-        .map(|(node, s)| Replica {
-            node,
-            crashed: state.crashed.get(node).copied().unwrap_or(false),
-            data: s.data.clone(),
-            hints: s
-                .hints
-                .iter()
-                .map(|((o, k), v)| (*o, *k, v.clone()))
-                .collect(),
-        })
-        .collect()
-}
-
-fn envelopes(state: &SysState) -> Vec<Envelope> {
-    state
-        .network
-        .iter_deliverable()
-        .map(|e| Envelope {
-            from: e.src.into(),
-            to: e.dst.into(),
-            msg: e.msg.clone(),
-        })
-        .collect()
-}
-
-type Action = ActorModelAction<Msg, Timer, Choice>;
-
-fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
-    let env = |e: &stateright::actor::Envelope<Msg>| Envelope {
-        from: e.src.into(),
-        to: e.dst.into(),
-        msg: e.msg.clone(),
-    };
-    match action {
-        ActorModelAction::Deliver { src, dst, msg } => Event::Deliver(Envelope {
-            from: (*src).into(),
-            to: (*dst).into(),
-            msg: msg.clone(),
-        }),
-        ActorModelAction::Drop(e) => Event::Drop(env(e)),
-        ActorModelAction::Timeout(id, timer) => Event::Timer {
-            node: (*id).into(),
-            timer: timer.clone(),
-        },
-        ActorModelAction::Crash(id) => Event::Crash { node: (*id).into() },
-        ActorModelAction::Recover(id) => Event::Recover { node: (*id).into() },
-        ActorModelAction::SelectRandom { actor, random, .. } => {
-            let client: usize = (*actor).into();
-            // A server's choice resolves the message it held (`lose`): delivered or dropped.
-            if let Some(State::Server(s)) = prev.actor_states.get(client).map(|a| &**a) {
-                if let Some((src, msg)) = s.pending.as_deref() {
-                    let env = Envelope {
-                        from: (*src).into(),
-                        to: client,
-                        msg: msg.clone(),
-                    };
-                    return match random {
-                        Choice::Lose => Event::Drop(env),
-                        _ => Event::Deliver(env),
-                    };
-                }
-            }
-            let coordinator = match random {
-                Choice::Coordinator(c) => (*c).into(),
-                _ => client,
-            };
-            let op = match prev.actor_states.get(client).map(|a| &**a) {
-                Some(State::Client(c)) => c.current(),
-                _ => None,
-            };
-            let msg = sent
-                .iter()
-                .find(|e| e.from == client)
-                .map(|e| e.msg.clone());
-            match (op, msg) {
-                (Some(op), Some(msg)) => Event::Request {
-                    client,
-                    coordinator,
-                    op,
-                    msg,
-                },
-                _ => Event::Timer {
-                    node: client,
-                    timer: Timer::Client,
-                },
-            }
-        }
-    }
-}
-
-/// Whether `action` left its receiver holding the message undecided (`lose`).
-fn holds(next: &SysState, action: &Action) -> bool {
-    let ActorModelAction::Deliver { dst, .. } = action else {
-        return false;
-    };
-    matches!(
-        next.actor_states.get(usize::from(*dst)).map(|a| &**a),
-        Some(State::Server(s)) if s.pending.is_some()
-    )
-}
-
 impl Trace {
-    /// Translates a checker path into a trace.
-    pub fn from_path(_model: &ShoalModel, property: &str, path: Path<SysState, Action>) -> Trace {
-        let pairs = path.into_vec();
-        let initial = pairs.first().map(|(s, _)| replicas(s)).unwrap_or_default();
-        let mut steps = Vec::new();
-        for w in pairs.windows(2) {
-            let (prev, Some(action)) = (&w[0].0, &w[0].1) else {
-                continue;
-            };
-            let next = &w[1].0;
-            if holds(next, action) {
-                // Receiving a message it then holds undecided is no event yet: the choice
-                // that follows is its delivery or its drop.
-                continue;
-            }
-            let before = envelopes(prev);
-            let sent: Vec<Envelope> = envelopes(next)
-                .into_iter()
-                .filter(|e| !before.contains(e))
-                .collect();
-            let reply = match action {
-                ActorModelAction::Deliver { src, dst, msg }
-                    if matches!(
-                        msg,
-                        Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::Fail { .. }
-                    ) =>
-                {
-                    Some(Envelope {
-                        from: (*src).into(),
-                        to: (*dst).into(),
-                        msg: msg.clone(),
-                    })
-                }
-                _ => None,
-            };
-            steps.push(Step {
-                event: event(prev, action, &sent),
-                observed: Observed {
-                    sent,
-                    reply,
-                    replicas: replicas(next),
-                },
-            });
-        }
-        Trace {
-            config: _model.cfg.name.clone(),
-            property: property.into(),
-            initial,
-            steps,
-        }
-    }
-
-    /// The trace as pretty JSON.
+    /// The trace as one line of JSON (no newline).
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// Writes the trace as JSON into `dir`, named after its configuration and property
-    /// (`<config>-<property>.json`, non-alphanumerics in the property replaced by `-`), and
+    /// Reads a trace from JSON, checking its format and version.
+    pub fn from_json(line: &str) -> Result<Trace, String> {
+        let t: Trace = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if t.format != FORMAT || t.version != VERSION {
+            return Err(format!(
+                "not a {FORMAT} version {VERSION} trace: {} version {}",
+                t.format, t.version
+            ));
+        }
+        Ok(t)
+    }
+
+    /// The property a counterexample or example is about.
+    pub fn property(&self) -> Option<&str> {
+        match &self.source {
+            Source::Counterexample { property } | Source::Example { property } => Some(property),
+            _ => None,
+        }
+    }
+
+    /// Writes the trace as JSON lines into `dir`, named after its configuration and property
+    /// (`<config>-<property>.jsonl`, non-alphanumerics in the property replaced by `-`), and
     /// returns the file's path.
-    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<PathBuf> {
-        let file = dir.join(format!(
-            "{}-{}.json",
-            self.config,
-            self.property
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
-        ));
-        std::fs::write(&file, self.to_json())?;
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let name = self
+            .property()
+            .unwrap_or("trace")
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let file = dir.join(format!("{}-{name}.jsonl", self.config));
+        write_lines(&file, std::slice::from_ref(self))?;
         Ok(file)
     }
 }
 
-/// Whether actor `i` is a client in the given model.
-pub fn is_client(model: &ShoalModel, i: usize) -> bool {
-    matches!(model.actors.get(i), Some(Wiring::Client(..)))
+/// Writes traces to `file` as JSON lines, one trace per line.
+pub fn write_lines<'a>(
+    file: &Path,
+    traces: impl IntoIterator<Item = &'a Trace>,
+) -> std::io::Result<usize> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    let mut n = 0;
+    for t in traces {
+        out.write_all(t.to_json().as_bytes())?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// Reads the traces of a JSON lines file (empty lines are skipped).
+pub fn read_lines(file: &Path) -> Result<Vec<Trace>, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(Trace::from_json(&line).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    Ok(out)
 }

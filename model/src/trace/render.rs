@@ -19,10 +19,7 @@ impl Trace {
         for (i, step) in self.steps.iter().enumerate() {
             let _ = writeln!(out, "{:>3}. {}", i + 1, describe(&step.event));
             for e in &step.observed.sent {
-                if matches!(
-                    e.msg,
-                    Msg::PutOk { .. } | Msg::GetOk { .. } | Msg::Fail { .. }
-                ) {
+                if e.msg.answers().is_some() {
                     let _ = writeln!(
                         out,
                         "       server {} answers client {}: {}",
@@ -108,6 +105,29 @@ fn show_msg(m: &Msg) -> String {
                 .collect();
             format!("GetOk {{{}}} ctx {context:?}", vals.join(", "))
         }
+        Msg::PutOk { req, context, .. } => format!(
+            "PutOk c{}#{} ctx {context:?}",
+            usize::from(req.client),
+            req.seq
+        ),
+        Msg::Fail { req, put } => format!(
+            "Fail {} c{}#{}",
+            if *put { "put" } else { "get" },
+            usize::from(req.client),
+            req.seq
+        ),
+        Msg::Forward {
+            key,
+            context,
+            value,
+            ..
+        } => format!(
+            "Forward k{key} value {}c{}#{} ctx {context:?}",
+            if value.tomb { "†" } else { "" },
+            usize::from(value.client),
+            value.seq
+        ),
+        Msg::ForwardReply { reply, .. } => format!("ForwardReply {}", show_msg(reply)),
         other => format!("{other:?}"),
     }
 }
@@ -122,7 +142,18 @@ fn describe(e: &Event) -> String {
         } => format!("client {client} → server {coordinator}: {}", show_msg(msg)),
         Event::Deliver(env) => format!("deliver {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
         Event::Drop(env) => format!("drop {} → {}: {}", env.from, env.to, show_msg(&env.msg)),
-        Event::Timer { node, timer } => format!("timer {timer:?} fires at {node}"),
+        Event::Timer {
+            node,
+            timer,
+            request,
+        } => match request {
+            Some(r) => format!(
+                "timer {timer:?} fires at {node} (request c{}#{})",
+                usize::from(r.client),
+                r.seq
+            ),
+            None => format!("timer {timer:?} fires at {node}"),
+        },
         Event::Crash { node } => format!("server {node} crashes"),
         Event::Recover { node } => format!("server {node} recovers"),
     }
