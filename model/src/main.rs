@@ -7,6 +7,8 @@
 //!                            [--anti-entropy] [--reap] [--lose L] [--scheme dvv|classic] [--mutation M]
 //!                            [--threads T] [--traces DIR]
 //! shoal-model explore <config> [--addr 127.0.0.1:3000] [same flags]
+//! shoal-model export <config> --exhaustive --depth D [--max N] --out FILE [same flags]
+//! shoal-model export <config> --walks N --seed S [--steps MAX] --out FILE [same flags]
 //! ```
 //!
 //! Only the command line lives here: the overrides and their meaning are the library's
@@ -17,8 +19,12 @@ use clap::{Parser, Subcommand};
 use shoal_model::check::check_bounded;
 use shoal_model::config::{self, Overrides};
 use shoal_model::model::build;
+use shoal_model::trace::exhaustive::Exhaustive;
+use shoal_model::trace::walk::walks as walks_of;
+use shoal_model::trace::write_lines;
 use stateright::{Expectation, Model};
 use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(about = "shoal's protocol as an exhaustively checked stateright model")]
@@ -46,6 +52,33 @@ enum Cmd {
         /// Where to write JSON traces of counterexamples and examples.
         #[arg(long, default_value = "target/shoal-model")]
         traces: PathBuf,
+    },
+    /// Export traces as JSON lines, for the conformance crate: every path to a depth
+    /// (`--exhaustive --depth D`) or seeded random walks (`--walks N --seed S`).
+    Export {
+        #[command(flatten)]
+        over: Overrides,
+        /// Every path of the plain state graph to `--depth`, one trace per leaf, deduplicated.
+        #[arg(long, requires = "depth", conflicts_with = "walks")]
+        exhaustive: bool,
+        /// The depth (in actions) of the exhaustive export.
+        #[arg(long)]
+        depth: Option<usize>,
+        /// Stop after this many traces.
+        #[arg(long)]
+        max: Option<usize>,
+        /// This many random walks, walk `i` seeded `seed + i`.
+        #[arg(long, requires = "seed")]
+        walks: Option<u64>,
+        /// The first walk's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The most actions a walk takes.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// The JSON lines file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Serve stateright's web Explorer for a configuration.
     Explore {
@@ -121,6 +154,44 @@ fn main() -> Result<()> {
             if !report.ok() {
                 bail!("{}: some properties failed", cfg.name);
             }
+        }
+        Cmd::Export {
+            over,
+            exhaustive,
+            depth,
+            max,
+            walks,
+            seed,
+            steps,
+            out,
+        } => {
+            let cfg = over.apply()?;
+            println!("exporting {}", cfg.describe());
+            let start = Instant::now();
+            let (how, written) = match (exhaustive, depth, walks, seed) {
+                (true, Some(depth), _, _) => {
+                    let mut export = Exhaustive::new(&cfg, depth, max);
+                    let traces: Vec<_> = export.by_ref().collect();
+                    let n = write_lines(&out, &traces)?;
+                    let how = format!(
+                        "exhaustive to depth {depth}: {} frontier states, {} states visited",
+                        export.frontier(),
+                        export.visited()
+                    );
+                    (how, n)
+                }
+                (false, _, Some(count), Some(seed)) => {
+                    let traces = walks_of(&cfg, count, seed, steps);
+                    let n = write_lines(&out, &traces)?;
+                    (format!("walks from seed {seed}, at most {steps} steps"), n)
+                }
+                _ => bail!("say --exhaustive --depth D, or --walks N --seed S"),
+            };
+            println!(
+                "{written} traces ({how}) written to {} in {:.2?}",
+                out.display(),
+                start.elapsed()
+            );
         }
         Cmd::Explore { over, addr } => {
             let cfg = over.apply()?;

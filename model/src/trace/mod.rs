@@ -12,8 +12,10 @@
 //! store. Actors are numbered as in the model: servers `0..servers`, then clients.
 //!
 //! Traces are written as JSON lines, one trace per line, versioned by `format` and `version`
-//! (see the README for the fields); the checker's counterexamples and examples are one source
-//! ([`crate::check`]). [`render`] prints a trace for people.
+//! (see the README for the fields). Three sources produce them, each a library function the
+//! conformance crate calls in-process: an exhaustive breadth-first exploration to a depth
+//! ([`exhaustive`]), seeded random walks ([`walk`]), and the checker's counterexamples and
+//! examples ([`crate::check`]). [`render`] prints a trace for people.
 
 use crate::actor::Timer;
 use crate::clock::{Clock, Scheme};
@@ -29,7 +31,9 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 pub mod build;
+pub mod exhaustive;
 pub mod render;
+pub mod walk;
 
 /// The value of every trace's `format` field.
 pub const FORMAT: &str = "shoal-trace";
@@ -262,12 +266,12 @@ impl Placement {
 #[derive(Clone, Debug, Eq, Hash, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
-    /// A path of a breadth-first exploration to `depth`.
+    /// A path of the breadth-first exploration to `depth` (see [`exhaustive`]).
     Exhaustive {
         /// The exploration's depth.
         depth: usize,
     },
-    /// A random walk from `seed`.
+    /// A random walk from `seed` (see [`walk`]).
     Walk {
         /// The walk's seed: the same seed gives the same trace.
         seed: u64,
