@@ -1,5 +1,16 @@
 //! shoal-conformance: the only crate that sees both the model (`shoal-model`) and the node
-//! (`shoal`). It will hold the traces they share and replay them against the node's core;
-//! until then it only states the dependency that keeps the two honest.
+//! (`shoal`), and holds them together.
+//!
+//! - [`harness`]: the node's real protocol cores in one thread, every input explicit;
+//! - [`store`]: an in-memory store for volume, and the node's real fjall store;
+//! - [`abstraction`]: the one function from node state to the model's terms (writes and the
+//!   causal order between them);
+//! - [`sim`]: the seeded simulation of a cluster of cores under faults, checking the model's
+//!   invariants after every step.
 
 #![deny(unsafe_code, missing_docs)]
+
+pub mod abstraction;
+pub mod harness;
+pub mod sim;
+pub mod store;

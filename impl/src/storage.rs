@@ -170,27 +170,9 @@ impl Storage {
                             Err(_) => break,
                         }
                     }
-                    let mut batch = storage.db.batch().durability(Some(mode));
-                    let mut ids = Vec::with_capacity(jobs.len());
-                    for j in jobs {
-                        match j.write {
-                            Write::Clock { key, clock } => {
-                                batch.insert(&storage.data, key, clock.encode())
-                            }
-                            Write::EpochLease(lease) => {
-                                batch.insert(&storage.meta, EPOCH_LEASE_KEY, lease.to_be_bytes())
-                            }
-                            Write::Hint { owner, key, clock } => {
-                                batch.insert(&storage.hints, hint_key(owner, &key), clock.encode())
-                            }
-                            Write::DropHint { owner, key } => {
-                                batch.remove(&storage.hints, hint_key(owner, &key))
-                            }
-                        }
-                        ids.push(j.id);
-                    }
+                    let ids: Vec<PersistId> = jobs.iter().map(|j| j.id).collect();
                     let started = std::time::Instant::now();
-                    if let Err(e) = batch.commit() {
+                    if let Err(e) = storage.commit(jobs.into_iter().map(|j| j.write), mode) {
                         fatal(&format!("commit failed: {e}"));
                     }
                     done(ids, started.elapsed());
@@ -200,6 +182,45 @@ impl Storage {
             fatal(&format!("cannot start the writer thread: {e}"));
         }
         tx
+    }
+
+    /// Commits `writes` as one batch, durable per `mode` when this returns (the writer
+    /// thread's step).
+    fn commit(
+        &self,
+        writes: impl IntoIterator<Item = Write>,
+        mode: PersistMode,
+    ) -> Result<(), StorageError> {
+        let mut batch = self.db.batch().durability(Some(mode));
+        for write in writes {
+            match write {
+                Write::Clock { key, clock } => batch.insert(&self.data, key, clock.encode()),
+                Write::EpochLease(lease) => {
+                    batch.insert(&self.meta, EPOCH_LEASE_KEY, lease.to_be_bytes())
+                }
+                Write::Hint { owner, key, clock } => {
+                    batch.insert(&self.hints, hint_key(owner, &key), clock.encode())
+                }
+                Write::DropHint { owner, key } => batch.remove(&self.hints, hint_key(owner, &key)),
+                Write::DropClock { key } => batch.remove(&self.data, key),
+            }
+        }
+        Ok(batch.commit()?)
+    }
+
+    /// Commits `writes` durably (fdatasync), synchronously: for harnesses that drive a core
+    /// without the writer thread.
+    pub fn commit_sync(&self, writes: impl IntoIterator<Item = Write>) -> Result<(), StorageError> {
+        self.commit(writes, PersistMode::SyncData)
+    }
+
+    /// Commits `writes` to the operating system's buffers only (no fsync): for harnesses
+    /// that decide themselves what a crash loses.
+    pub fn commit_buffered(
+        &self,
+        writes: impl IntoIterator<Item = Write>,
+    ) -> Result<(), StorageError> {
+        self.commit(writes, PersistMode::Buffer)
     }
 
     /// Flushes everything to disk (on shutdown).

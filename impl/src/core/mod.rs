@@ -330,6 +330,7 @@ impl<S: Store> Core<S> {
     /// next round.
     fn settle(&mut self, now: Time) {
         self.now = self.now.max(now);
+        self.detector.tick(now);
         if self.store.hint_count() > 0 {
             self.handoff.hint_held(now, self.config.handoff_interval);
         }
@@ -439,9 +440,7 @@ impl<S: Store> Core<S> {
             PeerMessage::ReadReply { req, key, clock } => {
                 coordinator.on_read_reply(env, from, req, &key, clock)
             }
-            PeerMessage::Forward { req, op } => {
-                coordinator.start(env, now, Waiter::Forwarded { from, req }, op)
-            }
+            PeerMessage::Forward { req, op } => coordinator.forwarded(env, now, from, req, op),
             PeerMessage::ForwardReply { req, reply } => {
                 coordinator.on_forward_reply(env, from, req, reply)
             }
@@ -523,6 +522,7 @@ impl<S: Store> Core<S> {
             self.coordinator.next_deadline(),
             self.handoff.next_round(),
             self.aae.next_round(),
+            self.detector.next_expiry(),
         ]
         .into_iter()
         .flatten()

@@ -67,6 +67,11 @@ pub enum Write {
         /// The full hinted clock.
         clock: Clock,
     },
+    /// Remove a key's clock altogether (a fully deleted key whose history may be forgotten).
+    DropClock {
+        /// Storage key.
+        key: Vec<u8>,
+    },
     /// Remove the hint held for `owner` under `key`.
     DropHint {
         /// The node the hint was for.

@@ -68,7 +68,12 @@ fn hold_hint<S: Store>(
         req,
         key: key.clone(),
     };
-    let new = merged(held.as_ref(), &clock).unwrap_or(clock);
+    // Nothing new in it: the held hint stays as it is (re-written, so the acknowledgement
+    // still waits for it to be durable).
+    let new = match merged(held.as_ref(), &clock) {
+        Some(new) => new,
+        None => held.unwrap_or(clock),
+    };
     env.store.persist_hint(env.out, owner, skey, new, then);
 }
 

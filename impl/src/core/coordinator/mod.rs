@@ -65,6 +65,11 @@ pub(crate) struct Coordinator {
     requests: HashMap<RequestId, Request>,
     deadlines: BTreeSet<(Time, RequestId)>,
     next_request: u64,
+    /// Forwarded writes accepted recently, by forwarder and its request, with when: a
+    /// duplicate (a transport resend) is not executed twice.
+    forwards_seen: HashMap<(NodeId, RequestId), Time>,
+    /// The same, oldest first, for expiry.
+    forwards_order: std::collections::VecDeque<(Time, NodeId, RequestId)>,
 }
 
 impl Coordinator {
@@ -77,6 +82,8 @@ impl Coordinator {
             requests: HashMap::new(),
             deadlines: BTreeSet::new(),
             next_request: (incarnation.boot << 40) | 1,
+            forwards_seen: HashMap::new(),
+            forwards_order: std::collections::VecDeque::new(),
         }
     }
 
@@ -199,6 +206,34 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// A write forwarded by `from` as its request `req`: coordinates it unless it was
+    /// accepted already (a resent duplicate), within twice the request timeout.
+    pub(crate) fn forwarded<S: Store>(
+        &mut self,
+        env: &mut Env<S>,
+        now: Time,
+        from: NodeId,
+        req: RequestId,
+        op: ClientOp,
+    ) {
+        let window = env.config.request_timeout * 2;
+        while let Some(&(at, f, r)) = self.forwards_order.front() {
+            if now.saturating_sub(at) < window {
+                break;
+            }
+            self.forwards_order.pop_front();
+            if self.forwards_seen.get(&(f, r)) == Some(&at) {
+                self.forwards_seen.remove(&(f, r));
+            }
+        }
+        if self.forwards_seen.contains_key(&(from, req)) {
+            return;
+        }
+        self.forwards_seen.insert((from, req), now);
+        self.forwards_order.push_back((now, from, req));
+        self.start(env, now, Waiter::Forwarded { from, req }, op);
     }
 
     /// Registers a request with its deadline and returns its id.
