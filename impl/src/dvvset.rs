@@ -224,6 +224,13 @@ impl<V> TryFrom<RawDvvSet<V>> for DvvSet<V> {
 }
 
 impl<V> DvvSet<V> {
+    /// Checks the invariants and limits every decoder enforces, so that a clock that passes
+    /// can be stored, sent and read back. Every clock a node builds (by `update` or `sync`)
+    /// is checked with this before it is stored or sent.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        self.validate()
+    }
+
     /// Checks the invariants every clock from outside must satisfy.
     fn validate(&self) -> Result<(), DecodeError> {
         if self.entries.len() > MAX_ENTRIES {

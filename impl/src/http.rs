@@ -227,7 +227,7 @@ async fn get_inner(
             Err(("unavailable", unavailable("read", required, answered)))
         }
         ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
-        ClientReply::Stored { .. } | ClientReply::TooLarge(_) => {
+        ClientReply::Stored { .. } | ClientReply::TooLarge(_) | ClientReply::Stale(_) => {
             Err(("error", StatusCode::INTERNAL_SERVER_ERROR.into_response()))
         }
     }
@@ -314,6 +314,15 @@ async fn write_inner(
             Err(("unavailable", unavailable("write", required, answered)))
         }
         ClientReply::Invalid(reason) => Err(("bad_request", bad(reason))),
+        ClientReply::Stale(reason) => Err((
+            "stale_context",
+            (
+                StatusCode::CONFLICT,
+                [("retry-after", "1")],
+                format!("{reason}\n"),
+            )
+                .into_response(),
+        )),
         ClientReply::TooLarge(reason) => Err((
             "too_many_siblings",
             (StatusCode::CONFLICT, format!("{reason}\n")).into_response(),

@@ -87,6 +87,10 @@ pub enum ClientReply {
     /// The write would leave the key with more siblings or bytes than a clock may hold; the
     /// client must merge the siblings first. Nothing was stored.
     TooLarge(String),
+    /// The write's context names versions the coordinating replica does not hold (it is
+    /// behind, or the context was altered). Nothing was stored; the replica catches up, and
+    /// the client should read again and retry.
+    Stale(String),
 }
 
 /// Messages between nodes.

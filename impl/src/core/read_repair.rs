@@ -27,6 +27,11 @@ pub(super) fn after_get<S: Store>(
     if merged_clock.size() == 0 && merged_clock.join().is_empty() {
         return;
     }
+    // A merge no node could store is not sent anywhere.
+    if replica::storable(&merged_clock).is_err() {
+        env.stats.rejected_messages += 1;
+        return;
+    }
     for (node, answer) in answers {
         if answer.as_ref() == Some(&merged_clock) || !primaries.contains(&node) {
             continue;

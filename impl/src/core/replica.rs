@@ -38,15 +38,16 @@ pub(super) fn on_replicate<S: Store>(
     };
     match merged(local.as_ref(), &clock) {
         // Already durable here (and no write of it pending): acknowledge at once.
-        None if !env.store.is_unsynced(&skey) => {
+        Merge::Unchanged if !env.store.is_unsynced(&skey) => {
             env.out.send(from, PeerMessage::ReplicateAck { req, key })
         }
         // Already here but not yet durable: acknowledge once the same clock is.
-        None => {
+        Merge::Unchanged => {
             let current = local.unwrap_or(clock);
             env.store.persist(env.out, skey, current, then);
         }
-        Some(new) => env.store.persist(env.out, skey, new, then),
+        Merge::Changed(new) => env.store.persist(env.out, skey, new, then),
+        Merge::Refused => env.stats.rejected_messages += 1,
     }
 }
 
@@ -71,8 +72,12 @@ fn hold_hint<S: Store>(
     // Nothing new in it: the held hint stays as it is (re-written, so the acknowledgement
     // still waits for it to be durable).
     let new = match merged(held.as_ref(), &clock) {
-        Some(new) => new,
-        None => held.unwrap_or(clock),
+        Merge::Changed(new) => new,
+        Merge::Unchanged => held.unwrap_or(clock),
+        Merge::Refused => {
+            env.stats.rejected_messages += 1;
+            return;
+        }
     };
     env.store.persist_hint(env.out, owner, skey, new, then);
 }
@@ -89,14 +94,15 @@ pub(super) fn on_handoff<S: Store>(env: &mut Env<S>, from: NodeId, key: Bytes, c
         clock: clock.clone(),
     };
     match merged(local.as_ref(), &clock) {
-        None if !env.store.is_unsynced(&skey) => {
+        Merge::Unchanged if !env.store.is_unsynced(&skey) => {
             env.out.send(from, PeerMessage::HandoffAck { key, clock })
         }
-        None => {
+        Merge::Unchanged => {
             let current = local.unwrap_or_else(|| clock.clone());
             env.store.persist(env.out, skey, current, then);
         }
-        Some(new) => env.store.persist(env.out, skey, new, then),
+        Merge::Changed(new) => env.store.persist(env.out, skey, new, then),
+        Merge::Refused => env.stats.rejected_messages += 1,
     }
 }
 
@@ -104,8 +110,10 @@ pub(super) fn on_handoff<S: Store>(env: &mut Env<S>, from: NodeId, key: Bytes, c
 pub(super) fn on_repair<S: Store>(env: &mut Env<S>, key: Bytes, clock: Clock) {
     let skey = env.storage_key(&key);
     if let Ok(local) = env.store.load(&skey) {
-        if let Some(new) = merged(local.as_ref(), &clock) {
-            env.store.persist(env.out, skey, new, Then::Nothing);
+        match merged(local.as_ref(), &clock) {
+            Merge::Changed(new) => env.store.persist(env.out, skey, new, Then::Nothing),
+            Merge::Unchanged => {}
+            Merge::Refused => env.stats.rejected_messages += 1,
         }
     }
 }
@@ -120,13 +128,42 @@ pub(super) fn on_read<S: Store>(env: &mut Env<S>, from: NodeId, req: RequestId, 
     }
 }
 
-/// The merge of `incoming` into `local`, or `None` when it changes nothing.
-pub(super) fn merged(local: Option<&Clock>, incoming: &Clock) -> Option<Clock> {
-    match local {
-        None => Some(incoming.clone()),
+/// The merge of `incoming` into `local`, or `None` when it changes nothing — or when the
+/// merge would break a limit every decoder enforces (counted and refused: nothing stored, no
+/// acknowledgement, so no clock a node cannot read back is ever stored or sent).
+pub(super) fn merged(local: Option<&Clock>, incoming: &Clock) -> Merge {
+    let new = match local {
+        None => incoming.clone(),
         Some(local) => {
             let new = local.sync(incoming);
-            (new != *local).then_some(new)
+            if new == *local {
+                return Merge::Unchanged;
+            }
+            new
         }
+    };
+    match storable(&new) {
+        Ok(()) => Merge::Changed(new),
+        Err(_) => Merge::Refused,
     }
+}
+
+/// What a merge gives.
+pub(super) enum Merge {
+    /// Nothing new.
+    Unchanged,
+    /// The new clock.
+    Changed(Clock),
+    /// The result would break a limit: refuse the message.
+    Refused,
+}
+
+/// Whether a merged clock may be stored and sent: the decoders' limits, and at most a frame.
+pub(super) fn storable(clock: &Clock) -> Result<(), String> {
+    clock.check().map_err(|e| e.to_string())?;
+    let bytes = super::clock_size_estimate(clock);
+    if bytes > 2 * super::MAX_CLOCK_BYTES {
+        return Err(format!("{bytes} bytes"));
+    }
+    Ok(())
 }

@@ -1056,3 +1056,72 @@ fn a_delete_a_replica_missed_is_completed_and_reaped_through_anti_entropy() {
         assert!(!clock.join().is_empty());
     }
 }
+
+#[test]
+fn a_context_naming_versions_no_replica_holds_is_refused_and_the_key_stays_healthy() {
+    let mut sim = Sim::new(3, CoreConfig::default());
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[]);
+    let Some(ClientReply::Stored { context, .. }) = sim.replies.get(&ClientId(1)).cloned() else {
+        panic!("not stored");
+    };
+    // The attack: the same actor with a counter raised far beyond anything issued, and a
+    // context naming 1,000 made-up actors.
+    let (actor, _) = context.pairs()[0];
+    let forged = VersionVector::from_pairs([(actor, crate::dvvset::MAX_COUNTER)]);
+    let crowd = VersionVector::from_pairs((0..1000).map(|i| (crate::ids::ActorId::new(i, 7), 1)));
+    for (client, ctx) in [(2, forged), (3, crowd)] {
+        sim.client(1, client, put("k", "evil", ctx));
+        sim.run(&[]);
+        assert!(
+            matches!(
+                sim.replies.get(&ClientId(client)),
+                Some(ClientReply::Stale(_))
+            ),
+            "{:?}",
+            sim.replies.get(&ClientId(client))
+        );
+    }
+    // Nothing was stored; the key reads and takes writes as before, through every node.
+    for node in 1..=3 {
+        assert_eq!(sim.read(node, 10 + node, "k").0, vec!["v"]);
+    }
+    let (_, ctx) = sim.read(2, 20, "k");
+    sim.client(2, 21, put("k", "w", ctx));
+    sim.run(&[]);
+    assert!(sim.stored(21));
+    for node in 1..=3 {
+        assert_eq!(sim.read(node, 30 + node, "k").0, vec!["w"]);
+    }
+}
+
+#[test]
+fn a_replica_behind_refuses_a_context_ahead_of_it_then_catches_up() {
+    let config = CoreConfig {
+        n: 3,
+        w: 2,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    // Node 3 misses the write; the client learns its context from nodes 1 and 2.
+    sim.client(1, 1, put("k", "v", VersionVector::new()));
+    sim.run(&[3]);
+    let Some(ClientReply::Stored { context, .. }) = sim.replies.get(&ClientId(1)).cloned() else {
+        panic!("not stored");
+    };
+    let ring = sim.core(3).ring().clone();
+    let primaries = ring.preference_list(ring.partition_of(b"k"), 3);
+    assert!(primaries.contains(&NodeId(3)));
+    // A write with that context coordinated by node 3 (a primary that is behind).
+    sim.client(3, 2, put("k", "v2", context.clone()));
+    assert!(matches!(
+        sim.replies.get(&ClientId(2)),
+        Some(ClientReply::Stale(_))
+    ));
+    // It catches up by itself, and the retry succeeds.
+    sim.run(&[]);
+    sim.client(3, 3, put("k", "v2", context));
+    sim.run(&[]);
+    assert!(sim.stored(3));
+    assert_eq!(sim.read(1, 4, "k").0, vec!["v2"]);
+}

@@ -218,6 +218,21 @@ impl Coordinator {
         }
     }
 
+    /// Reads `key` from all `N` primaries so that read repair brings this replica (and any
+    /// other behind) up to date: after a write was refused for a context ahead of it.
+    pub(crate) fn start_catch_up<S: Store>(&mut self, env: &mut Env<S>, now: Time, key: Bytes) {
+        let primaries = env.preference_list(&key);
+        let n = primaries.len();
+        let targets: Vec<Target> = primaries
+            .iter()
+            .map(|p| Target {
+                node: *p,
+                hint: None,
+            })
+            .collect();
+        self.read_targets(env, now, Waiter::CatchUp, key, (n, 0), targets);
+    }
+
     /// Reads `key` from all `N` primaries to see whether its tombstones can be reaped (see
     /// [`crate::core::anti_entropy`]).
     pub(crate) fn start_reap_check<S: Store>(&mut self, env: &mut Env<S>, now: Time, key: Bytes) {

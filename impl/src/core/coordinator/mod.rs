@@ -38,6 +38,8 @@ pub(crate) enum Waiter {
     },
     /// Anti-entropy's reaper: a read of every primary to see whether a delete can be reaped.
     Reaper,
+    /// A read whose repair brings this replica up to date (after a context ahead of it).
+    CatchUp,
 }
 
 /// A request coordinated (or forwarded) by this node.
@@ -330,6 +332,6 @@ pub(crate) fn answer<S>(env: &mut Env<S>, waiter: Waiter, reply: ClientReply) {
         Waiter::Forwarded { from, req } => {
             env.out.send(from, PeerMessage::ForwardReply { req, reply })
         }
-        Waiter::Reaper => {}
+        Waiter::Reaper | Waiter::CatchUp => {}
     }
 }

@@ -162,6 +162,24 @@ impl Coordinator {
                 }
             },
         };
+        // The context may only name versions this replica holds: a context that names others
+        // (this replica is behind, or the context was altered to name versions no node ever
+        // made) would make the new clock's history cover dots that may be issued later, and
+        // replicas would take those later writes for old ones. Refuse it, and catch up.
+        let known = match own.and_then(|t| t.hint) {
+            Some(_) => env.store.hints_for(&skey).ok().flatten(),
+            None => local.clone(),
+        };
+        if !known
+            .map(|k| k.join())
+            .unwrap_or_default()
+            .descends(&context)
+        {
+            let reason = "the context names versions this replica has not received (it is behind, or the context was altered); read the key again and retry".to_string();
+            answer(env, waiter, ClientReply::Stale(reason));
+            self.start_catch_up(env, now, key);
+            return;
+        }
         let actor = self.actors.actor_for(local.as_ref(), env.store, env.out);
         let clock = local.unwrap_or_default().update(&context, value, actor);
         let (values, bytes) = (clock.size(), crate::core::clock_size_estimate(&clock));
@@ -169,6 +187,10 @@ impl Coordinator {
             let reason = format!(
                 "the key would hold {values} values (limit {MAX_SIBLINGS}) of about {bytes} bytes (limit {MAX_CLOCK_BYTES}); read it and write back a merged value with its context"
             );
+            return answer(env, waiter, ClientReply::TooLarge(reason));
+        }
+        if let Err(e) = clock.check() {
+            let reason = format!("the write would make a clock no node can read back ({e}); read the key and write back a merged value with its context");
             return answer(env, waiter, ClientReply::TooLarge(reason));
         }
         let reply_context = reply_context(&clock, &context, actor);
