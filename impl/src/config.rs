@@ -65,6 +65,14 @@ pub mod defaults {
     pub const HANDOFF_BATCH: usize = 256;
     /// How often anti-entropy starts an exchange, in milliseconds.
     pub const AAE_INTERVAL_MS: u64 = 500;
+    /// Client requests a node works on at once; beyond, `503` with `Retry-After`.
+    pub const MAX_IN_FLIGHT: usize = 1024;
+    /// Bytes of client request bodies a node holds at once (admitted requests).
+    pub const REQUEST_BYTES: usize = 256 << 20;
+    /// Bytes of peer messages waiting for the core.
+    pub const PEER_INPUT_BYTES: usize = 256 << 20;
+    /// Longest request timeout accepted, in milliseconds (one hour).
+    pub const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
 }
 
 /// When a replica may acknowledge a write.
@@ -114,6 +122,12 @@ fn default_max_value() -> usize {
 fn default_true() -> bool {
     true
 }
+fn default_max_in_flight() -> usize {
+    defaults::MAX_IN_FLIGHT
+}
+fn default_request_bytes() -> usize {
+    defaults::REQUEST_BYTES
+}
 
 /// Everything one node needs to start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +173,13 @@ pub struct NodeConfig {
     /// default, as in Dynamo: writes stay available while `W` nodes of the ring are up.
     #[serde(default = "default_true")]
     pub sloppy_quorum: bool,
+    /// Client requests worked on at once; beyond, `503` with `Retry-After`.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Bytes of client request bodies held at once; a request that would exceed it waits
+    /// outside (`503` with `Retry-After`).
+    #[serde(default = "default_request_bytes")]
+    pub request_bytes: usize,
     /// TLS for peer and client traffic (`[tls]`); absent: plain TCP.
     #[serde(default, skip_serializing_if = "TlsConfig::is_empty")]
     pub tls: TlsConfig,
@@ -280,6 +301,8 @@ impl NodeConfig {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_value_bytes: defaults::MAX_VALUE_BYTES,
             sloppy_quorum: true,
+            max_in_flight: defaults::MAX_IN_FLIGHT,
+            request_bytes: defaults::REQUEST_BYTES,
             tls: TlsConfig::default(),
             nodes,
         }
@@ -300,6 +323,33 @@ impl NodeConfig {
 
     /// Checks the settings against each other and builds the ring.
     pub fn validate(&self) -> Result<Ring, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.request_timeout_ms == 0
+            || self.request_timeout_ms > defaults::MAX_REQUEST_TIMEOUT_MS
+        {
+            return invalid(format!(
+                "request_timeout_ms = {} must be between 1 and {} (one hour)",
+                self.request_timeout_ms,
+                defaults::MAX_REQUEST_TIMEOUT_MS
+            ));
+        }
+        // A value must fit in a clock with room to spare, or every put would be refused.
+        let value_limit = crate::core::MAX_CLOCK_BYTES / 2;
+        if self.max_value_bytes == 0 || self.max_value_bytes > value_limit {
+            return invalid(format!(
+                "max_value_bytes = {} must be between 1 and {value_limit} (half the largest clock a key may hold)",
+                self.max_value_bytes
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return invalid("max_in_flight must be at least 1".into());
+        }
+        if self.request_bytes < self.max_value_bytes {
+            return invalid(format!(
+                "request_bytes = {} must be at least max_value_bytes = {}, or no write fits",
+                self.request_bytes, self.max_value_bytes
+            ));
+        }
         if !self.nodes.iter().any(|m| m.id == self.id) {
             return Err(ConfigError::Invalid(format!(
                 "node id {} is not among the configured nodes",
@@ -319,6 +369,32 @@ impl NodeConfig {
                     "{name} = {q} must be between 1 and n = {}",
                     self.n
                 )));
+            }
+        }
+        if self.http == self.peer {
+            return invalid(format!(
+                "http and peer must be different addresses, both are {}",
+                self.http
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut addrs = std::collections::BTreeSet::new();
+        for m in &self.nodes {
+            if !ids.insert(m.id) {
+                return invalid(format!("node id {} appears twice in [[nodes]]", m.id));
+            }
+            for a in [m.peer, m.http] {
+                if !addrs.insert(a) {
+                    return invalid(format!("address {a} appears twice in [[nodes]]"));
+                }
+            }
+        }
+        if let Some(me) = self.nodes.iter().find(|m| m.id == self.id) {
+            if me.peer.port() != self.peer.port() {
+                return invalid(format!(
+                    "this node's peer address {} does not match its [[nodes]] entry {}",
+                    self.peer, me.peer
+                ));
             }
         }
         let specs = self
@@ -365,5 +441,50 @@ impl NodeConfig {
             sloppy_quorum: self.sloppy_quorum,
             ..CoreConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> NodeConfig {
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let nodes = (1..=3)
+            .map(|i| Member {
+                id: i,
+                peer: addr(9700 + i as u16),
+                http: addr(8700 + i as u16),
+                zone: None,
+            })
+            .collect();
+        NodeConfig::new(1, addr(8701), addr(9701), "d".into(), "s".into(), nodes)
+    }
+
+    fn refused(change: impl FnOnce(&mut NodeConfig), says: &str) {
+        let mut c = config();
+        change(&mut c);
+        match c.validate() {
+            Err(e) => assert!(e.to_string().contains(says), "{e}"),
+            Ok(_) => panic!("accepted a configuration that should say {says:?}"),
+        }
+    }
+
+    #[test]
+    fn a_configuration_that_cannot_work_is_refused_with_the_setting_named() {
+        assert!(config().validate().is_ok());
+        refused(|c| c.request_timeout_ms = 0, "request_timeout_ms = 0");
+        refused(|c| c.request_timeout_ms = u64::MAX, "request_timeout_ms");
+        refused(|c| c.max_value_bytes = 64 << 20, "max_value_bytes");
+        refused(|c| c.max_value_bytes = 0, "max_value_bytes");
+        refused(|c| c.max_in_flight = 0, "max_in_flight");
+        refused(|c| c.request_bytes = 1, "request_bytes");
+        refused(|c| c.http = c.peer, "different addresses");
+        refused(|c| c.nodes[1].id = 1, "appears twice");
+        refused(|c| c.nodes[2].peer = c.nodes[1].peer, "appears twice");
+        refused(|c| c.n = 4, "n = 4");
+        refused(|c| c.w = 0, "w = 0");
+        refused(|c| c.partitions = 3, "power of two");
+        refused(|c| c.id = 9, "not among");
     }
 }

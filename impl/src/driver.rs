@@ -7,7 +7,7 @@
 //! [`Driver::release_drains`] answers clean-shutdown requests once every write they wait for
 //! is durable. [`fatal`] is the node's one exit path for a state it must not continue in.
 
-use crate::core::{ClientId, Core, Effect};
+use crate::core::{ClientId, Core, Effect, PersistId};
 use crate::node::Input;
 use crate::protocol::ClientReply;
 use crate::storage::{Storage, WriteJob};
@@ -33,6 +33,7 @@ pub fn fatal(reason: &str) -> ! {
 pub struct Driver {
     core: Core<Storage>,
     inputs: mpsc::Receiver<Input>,
+    persisted: mpsc::UnboundedReceiver<Vec<PersistId>>,
     transport: Transport,
     writer: std::sync::mpsc::Sender<WriteJob>,
     /// Client requests waiting for their answer.
@@ -50,12 +51,14 @@ impl Driver {
     pub fn new(
         core: Core<Storage>,
         inputs: mpsc::Receiver<Input>,
+        persisted: mpsc::UnboundedReceiver<Vec<PersistId>>,
         transport: Transport,
         writer: std::sync::mpsc::Sender<WriteJob>,
     ) -> Self {
         Driver {
             core,
             inputs,
+            persisted,
             transport,
             writer,
             clients: HashMap::new(),
@@ -73,8 +76,21 @@ impl Driver {
                 .core
                 .poll_timeout()
                 .map(|t| tokio::time::Instant::from_std(self.epoch + t));
+            // While too much waits for the disk, take nothing but durability reports.
+            let saturated = self.core.saturated();
             let input = tokio::select! {
-                input = self.inputs.recv() => match input {
+                biased;
+                ids = self.persisted.recv() => {
+                    let now = self.epoch.elapsed();
+                    if let Some(ids) = ids {
+                        self.core.handle_persisted(now, ids);
+                    }
+                    while let Ok(ids) = self.persisted.try_recv() {
+                        self.core.handle_persisted(now, ids);
+                    }
+                    None
+                }
+                input = self.inputs.recv(), if !saturated => match input {
                     Some(i) => Some(i),
                     None => return,
                 },
@@ -116,12 +132,14 @@ impl Driver {
                 self.clients.insert(id, reply);
                 self.core.handle_client(now, id, op);
             }
-            Input::Peer(from, msg) => self.core.handle_peer(now, from, msg),
+            Input::Peer(from, msg, permit) => {
+                self.core.handle_peer(now, from, msg);
+                drop(permit);
+            }
             Input::Link(Event::Up { peer, boot }) => {
                 self.core.handle_link(now, peer, true, Some(boot))
             }
             Input::Link(Event::Down { peer }) => self.core.handle_link(now, peer, false, None),
-            Input::Persisted(ids) => self.core.handle_persisted(now, ids),
             Input::Stats(tx) => {
                 let _ = tx.send((self.core.stats(), self.core.peer_health()));
             }

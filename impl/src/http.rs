@@ -20,24 +20,49 @@ use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 
 /// State shared by the handlers.
 #[derive(Clone)]
 struct Api {
     node: NodeHandle,
     metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+}
+
+/// How much client work a node takes at once: requests in flight, and bytes of request
+/// bodies held. Both are taken before a body is read, so a flood of uploads costs at most
+/// `request_bytes` of memory; what does not fit is told to come back (`503`, `Retry-After`).
+struct Admission {
+    requests: Arc<Semaphore>,
+    /// Permits are KiB of request body.
+    kib: Arc<Semaphore>,
+    max_value: usize,
+}
+
+/// KiB, rounded up, that a body of `bytes` takes from the budget.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// Builds the router for a running node.
 pub fn router(node: NodeHandle) -> Router {
     let limit = node.config.max_value_bytes;
+    let admission = Arc::new(Admission {
+        requests: Arc::new(Semaphore::new(node.config.max_in_flight)),
+        kib: Arc::new(Semaphore::new(kib(node.config.request_bytes) as usize)),
+        max_value: limit,
+    });
     let api = Api {
         metrics: node.metrics.clone(),
         node,
+        admission,
     };
-    Router::new()
+    let kv = Router::new()
         .route("/kv/{key}", get(get_key).put(put_key).delete(delete_key))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), admit));
+    Router::new()
+        .merge(kv)
         .route("/admin/ring", get(admin_ring))
         .route("/admin/nodes", get(admin_nodes))
         .route("/health", get(|| async { "ok\n" }))
@@ -46,6 +71,48 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/admin/local/{key}", get(admin_local))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
+}
+
+/// Admits a `/kv` request if the node has room for it (a request slot, and budget for its
+/// body, counted from `Content-Length` or, without one, as the largest value), else `503`
+/// with `Retry-After` before reading anything.
+async fn admit(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let busy = |what: &str| {
+        api.metrics.record("admission", "busy", 0.0);
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "1")],
+            format!("the node is busy ({what}); retry shortly\n"),
+        )
+            .into_response()
+    };
+    let Ok(slot) = api.admission.requests.clone().try_acquire_owned() else {
+        return busy("too many requests in flight");
+    };
+    let body = match request.method() {
+        &axum::http::Method::GET | &axum::http::Method::DELETE => 0,
+        _ => request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(api.admission.max_value, |n| n.min(api.admission.max_value)),
+    };
+    let bytes = if body > 0 {
+        match api.admission.kib.clone().try_acquire_many_owned(kib(body)) {
+            Ok(p) => Some(p),
+            Err(_) => return busy("too many bytes of requests held"),
+        }
+    } else {
+        None
+    };
+    let response = next.run(request).await;
+    drop((slot, bytes));
+    response
 }
 
 /// Per-request quorum overrides, as text so that bad numbers get our own message.

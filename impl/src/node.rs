@@ -20,7 +20,7 @@ use crate::storage::Storage;
 use crate::transport;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Inputs queued for the core task.
 pub enum Input {
@@ -31,12 +31,11 @@ pub enum Input {
         /// Where the answer goes.
         reply: oneshot::Sender<ClientReply>,
     },
-    /// A message from a peer.
-    Peer(NodeId, PeerMessage),
+    /// A message from a peer, with its share of the peer input budget (released once the
+    /// core took it).
+    Peer(NodeId, PeerMessage, Option<OwnedSemaphorePermit>),
     /// The transport's connection to a peer came up or went down.
     Link(transport::Event),
-    /// Writes that became durable.
-    Persisted(Vec<PersistId>),
     /// A request for the core's counters and what it believes of its peers.
     Stats(oneshot::Sender<(Stats, Vec<(NodeId, PeerHealth)>)>),
     /// Stop coordinating writes and answer once every write handed to storage is durable.
@@ -46,13 +45,26 @@ pub enum Input {
 /// Capacity of the core's input queue: when full, HTTP handlers and peer readers wait.
 const INPUT_QUEUE: usize = 8192;
 
-/// The core's input queue, as the transport's way to deliver peer messages.
+/// The core's input queue, as the transport's way to deliver peer messages. Each message
+/// first takes its size from a byte budget (KiB permits), and a reader waits while the budget
+/// is spent: what peers have queued for the core is bounded in bytes, and the wait pushes
+/// back on the senders through TCP.
 #[derive(Clone)]
-struct CoreInbox(mpsc::Sender<Input>);
+struct CoreInbox {
+    inputs: mpsc::Sender<Input>,
+    budget: Arc<Semaphore>,
+}
 
 impl transport::Deliver for CoreInbox {
-    async fn deliver(&self, from: NodeId, msg: PeerMessage) -> bool {
-        self.0.send(Input::Peer(from, msg)).await.is_ok()
+    async fn deliver(&self, from: NodeId, msg: PeerMessage, size: usize) -> bool {
+        let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.budget.clone().acquire_many_owned(kib).await else {
+            return false;
+        };
+        self.inputs
+            .send(Input::Peer(from, msg, Some(permit)))
+            .await
+            .is_ok()
     }
 }
 
@@ -172,20 +184,27 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         listener,
         transport::Limits::default(),
         transport::Faults::default(),
-        CoreInbox(inputs.clone()),
+        CoreInbox {
+            inputs: inputs.clone(),
+            budget: Arc::new(Semaphore::new(
+                crate::config::defaults::PEER_INPUT_BYTES.div_ceil(1024),
+            )),
+        },
         move |e| {
             // A full queue only delays the news: the next event carries the current state.
             let _ = events.try_send(Input::Link(e));
         },
     );
 
-    let persisted = inputs.clone();
+    // Durability reports have their own channel: they never wait behind new requests. It
+    // holds at most one report per pending write, and the core bounds those.
+    let (persisted, persisted_rx) = mpsc::unbounded_channel::<Vec<PersistId>>();
     let metrics = Arc::new(Metrics::default());
     let commit_metrics = metrics.clone();
     let writer = storage.spawn_writer(config.durability, move |ids, took| {
         commit_metrics.commit_seconds.observe(took.as_secs_f64());
         commit_metrics.commit_batch.observe(ids.len() as f64);
-        let _ = persisted.blocking_send(Input::Persisted(ids));
+        let _ = persisted.send(ids);
     });
 
     tracing::info!(
@@ -203,7 +222,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         config.core_config(),
         storage.clone(),
     )?;
-    let driver = Driver::new(core, rx, transport.clone(), writer);
+    let driver = Driver::new(core, rx, persisted_rx, transport.clone(), writer);
     let core_task = tokio::spawn(driver.run());
     // The core task never returns while the node runs; if it panicked, the node could only
     // answer "unavailable" forever: crash instead, and recover on restart.

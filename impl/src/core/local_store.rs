@@ -117,7 +117,7 @@ pub(crate) struct Persisted {
 
 /// A write handed to the shell: where it goes, what waits, and for a key's clock the change
 /// to its partition's hash tree and whether it leaves tombstones only.
-type Pending = (Slot, Then, Option<(Delta, bool)>);
+type Pending = (Slot, Then, Option<(Delta, bool)>, usize);
 
 /// Where a pending write goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +154,8 @@ pub(crate) struct LocalStore<S> {
     /// Pending writes: what they write to, what waits, and (for a key's clock) the change to
     /// its partition's hash tree and whether it leaves tombstones only.
     persists: HashMap<PersistId, Pending>,
+    /// Estimated bytes of the writes waiting for the disk.
+    pending_bytes: usize,
     next_persist: u64,
 }
 
@@ -173,6 +175,7 @@ impl<S: Store> LocalStore<S> {
                 ClockWeight,
             ),
             persists: HashMap::new(),
+            pending_bytes: 0,
             next_persist: 1,
         }
     }
@@ -246,8 +249,10 @@ impl<S: Store> LocalStore<S> {
         if matches!(then, Then::CountOwnCopy(_)) {
             slot.own += 1;
         }
+        let size = skey.len() + clock_size_estimate(&clock);
+        self.pending_bytes += size;
         self.persists
-            .insert(id, (Slot::Data(skey.clone()), then, tree));
+            .insert(id, (Slot::Data(skey.clone()), then, tree, size));
         out.persist(id, Write::Clock { key: skey, clock });
     }
 
@@ -315,8 +320,10 @@ impl<S: Store> LocalStore<S> {
             .or_insert((None, 0));
         slot.0 = Some(clock.clone());
         slot.1 += 1;
+        let size = skey.len() + clock_size_estimate(&clock);
+        self.pending_bytes += size;
         self.persists
-            .insert(id, (Slot::Hint(owner, skey.clone()), then, None));
+            .insert(id, (Slot::Hint(owner, skey.clone()), then, None, size));
         out.persist(
             id,
             Write::Hint {
@@ -342,8 +349,10 @@ impl<S: Store> LocalStore<S> {
             .or_insert((None, 0));
         slot.0 = None;
         slot.1 += 1;
-        self.persists
-            .insert(id, (Slot::Hint(owner, skey.clone()), Then::Nothing, None));
+        self.persists.insert(
+            id,
+            (Slot::Hint(owner, skey.clone()), Then::Nothing, None, 0),
+        );
         out.persist(id, Write::DropHint { owner, key: skey });
     }
 
@@ -357,13 +366,15 @@ impl<S: Store> LocalStore<S> {
     /// the writes queued after it, which the shell applies in order.
     pub(crate) fn persist_lease(&mut self, out: &mut Outbox, lease: u64) {
         let id = self.next_id();
-        self.persists.insert(id, (Slot::Lease, Then::Nothing, None));
+        self.persists
+            .insert(id, (Slot::Lease, Then::Nothing, None, 0));
         out.persist(id, Write::EpochLease(lease));
     }
 
     /// The shell reports write `id` durable: what waited on it, if the id was ours.
     pub(crate) fn persisted(&mut self, id: PersistId) -> Option<Persisted> {
-        let (slot, then, tree) = self.persists.remove(&id)?;
+        let (slot, then, tree, size) = self.persists.remove(&id)?;
+        self.pending_bytes = self.pending_bytes.saturating_sub(size);
         let skey = match slot {
             Slot::Data(skey) => skey,
             Slot::Hint(owner, skey) => {
@@ -398,6 +409,11 @@ impl<S: Store> LocalStore<S> {
     /// Writes handed to the shell and not yet reported durable.
     pub(crate) fn pending(&self) -> usize {
         self.persists.len()
+    }
+
+    /// Their estimated bytes.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// A mark for [`LocalStore::durable_up_to`]: every write handed out from now on is after it.

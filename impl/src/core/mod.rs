@@ -85,6 +85,10 @@ pub const MAX_CLOCK_BYTES: usize = 8 << 20;
 /// Writes waiting for the disk beyond which new client writes are refused as unavailable.
 pub const MAX_PENDING_PERSISTS: usize = 64 * 1024;
 
+/// Bytes of writes waiting for the disk beyond which new client writes are refused as
+/// unavailable (and the shell stops feeding the core anything but durability reports).
+pub const MAX_PENDING_BYTES: usize = 256 << 20;
+
 /// Cluster settings the core needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoreConfig {
@@ -300,6 +304,13 @@ impl<S: Store> Core<S> {
     /// Writes handed to the shell that it has not yet reported durable.
     pub fn pending_persists(&self) -> usize {
         self.store.pending()
+    }
+
+    /// Whether so much waits for the disk that the shell should feed the core nothing but
+    /// durability reports until it drains.
+    pub fn saturated(&self) -> bool {
+        self.store.pending() >= MAX_PENDING_PERSISTS
+            || self.store.pending_bytes() >= MAX_PENDING_BYTES
     }
 
     /// Stops (or resumes) coordinating writes. Returns a mark for [`Core::durable_up_to`]: once

@@ -115,11 +115,12 @@ fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
 
 /// Hands an authenticated peer's message to the core; waits while the core's queue is full.
 pub trait Deliver: Clone + Send + Sync + 'static {
-    /// Delivers `msg` from `from`; `false` once the core is gone.
+    /// Delivers `msg` from `from`, a frame of `size` bytes; `false` once the core is gone.
     fn deliver(
         &self,
         from: NodeId,
         msg: PeerMessage,
+        size: usize,
     ) -> impl std::future::Future<Output = bool> + Send;
 }
 
@@ -195,6 +196,7 @@ where
                 }
             }
         };
+        let size = body.len();
         match frame::decode(&body)? {
             Frame::Data { seq, msg } => {
                 if seq <= delivered {
@@ -203,7 +205,7 @@ where
                 if shared.faults.drop_inbound(from) {
                     return Err(TransportError::Handshake("reset by a test fault".into()));
                 }
-                if !deliver.deliver(from, msg).await {
+                if !deliver.deliver(from, msg, size).await {
                     return Ok(());
                 }
                 delivered = seq;

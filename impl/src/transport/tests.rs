@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 struct Sink(mpsc::UnboundedSender<(NodeId, PeerMessage)>);
 
 impl Deliver for Sink {
-    async fn deliver(&self, from: NodeId, msg: PeerMessage) -> bool {
+    async fn deliver(&self, from: NodeId, msg: PeerMessage, _size: usize) -> bool {
         self.0.send((from, msg)).is_ok()
     }
 }

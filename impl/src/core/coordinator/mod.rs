@@ -156,7 +156,10 @@ impl Coordinator {
                     Ok(q) => q,
                     Err(reason) => return answer(env, waiter, ClientReply::Invalid(reason)),
                 };
-                if self.draining || env.store.pending() >= super::MAX_PENDING_PERSISTS {
+                if self.draining
+                    || env.store.pending() >= super::MAX_PENDING_PERSISTS
+                    || env.store.pending_bytes() >= super::MAX_PENDING_BYTES
+                {
                     let reply = ClientReply::Unavailable {
                         required: w,
                         answered: 0,
