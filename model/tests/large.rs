@@ -14,7 +14,7 @@ fn pinned(name: &str, unique: usize, generated: usize) {
 }
 
 #[test]
-#[ignore = "about 30 s in release; run by hand"]
+#[ignore = "about a minute in release; run by hand"]
 fn lossy_rmw() {
-    pinned("lossy-rmw", 1_329_268, 9_849_621);
+    pinned("lossy-rmw", 1_814_932, 13_824_501);
 }

@@ -143,7 +143,8 @@ pub struct PutCoord {
     pub clock: Clock,
     /// Distinct servers that stored it durably (the coordinator included).
     pub acks: BTreeSet<NodeId>,
-    /// Acknowledgements received, duplicates included (only the `CountDuplicateAcks` bug uses it).
+    /// Acknowledgements received, duplicates included: counted only under the
+    /// `CountDuplicateAcks` bug, which uses it (otherwise 1, so duplicates add no states).
     pub ack_msgs: u8,
     /// Whether the sloppy round to fallbacks has been made.
     pub hinted: bool,

@@ -113,7 +113,9 @@ impl Server<'_> {
             NodeId::try_from(usize::from(src)),
         ) {
             c.acks.insert(node);
-            c.ack_msgs = c.ack_msgs.saturating_add(1);
+            if self.cfg.mutated(Mutation::CountDuplicateAcks) {
+                c.ack_msgs = c.ack_msgs.saturating_add(1);
+            }
         }
         self.progress_put(st, req, o);
     }
