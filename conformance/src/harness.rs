@@ -25,6 +25,8 @@ pub struct InFlight {
     pub msg: PeerMessage,
     /// A copy of a message already delivered (a duplicate the transport would resend).
     pub copy: bool,
+    /// The sender's time when it sent the message.
+    pub sent: Time,
 }
 
 /// One node: its core (none while crashed), its store and its writes not yet durable.
@@ -58,6 +60,12 @@ pub struct Harness<S> {
     pub handed_out: Vec<(NodeId, Write)>,
     /// Whether a node's writes become durable as soon as it hands them out.
     pub instant_disks: bool,
+    /// The transport's bound on a message's age (see `shoal::transport::Limits`): a message
+    /// older than this on its receiver's clock is dropped instead of delivered. `None`:
+    /// messages live for ever (meaningful only when the nodes' clocks are one clock).
+    pub message_lifetime: Option<Duration>,
+    /// Messages dropped for their age.
+    pub expired: usize,
 }
 
 impl<S: TestStore> Harness<S> {
@@ -88,6 +96,8 @@ impl<S: TestStore> Harness<S> {
             replies: Vec::new(),
             handed_out: Vec::new(),
             instant_disks: false,
+            message_lifetime: None,
+            expired: 0,
         };
         let ids: Vec<NodeId> = h.nodes.keys().copied().collect();
         for id in ids {
@@ -171,6 +181,14 @@ impl<S: TestStore> Harness<S> {
         if i >= self.network.len() {
             return;
         }
+        let receiver_now = self.nodes.get(&self.network[i].to).map(|n| n.now);
+        if let (Some(lifetime), Some(now)) = (self.message_lifetime, receiver_now) {
+            if now > self.network[i].sent + lifetime {
+                self.network.swap_remove(i);
+                self.expired += 1;
+                return;
+            }
+        }
         let m = if keep {
             self.network[i].copy = true;
             self.network[i].clone()
@@ -178,6 +196,19 @@ impl<S: TestStore> Harness<S> {
             self.network.swap_remove(i)
         };
         self.with_core(m.to, |core, now| core.handle_peer(now, m.from, m.msg));
+    }
+
+    /// Drops every message older than the message lifetime on its receiver's clock (they can
+    /// no longer be delivered).
+    pub fn expire(&mut self) {
+        let Some(lifetime) = self.message_lifetime else {
+            return;
+        };
+        let before = self.network.len();
+        let nodes = &self.nodes;
+        self.network
+            .retain(|m| nodes.get(&m.to).is_none_or(|n| n.now <= m.sent + lifetime));
+        self.expired += before - self.network.len();
     }
 
     /// Drops message `i` of the network.
@@ -247,6 +278,7 @@ impl<S: TestStore> Harness<S> {
         let Some(core) = node.core.as_mut() else {
             return;
         };
+        let sent = node.now;
         while let Some(e) = core.poll_effect() {
             match e {
                 Effect::Send { to, msg } => self.network.push(InFlight {
@@ -254,6 +286,7 @@ impl<S: TestStore> Harness<S> {
                     to,
                     msg,
                     copy: false,
+                    sent,
                 }),
                 Effect::Reply { client, reply } => self.replies.push((id, client, reply)),
                 Effect::Persist { id: p, write } => {

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! shoal-conformance simulate --seeds 1000000 [--seed S] [--nodes 4] [--ops 8]
+//! shoal-conformance simulate --forgetting [--grace-ms 1500] ...
 //! ```
 
 use anyhow::bail;
@@ -30,12 +31,20 @@ enum Cmd {
         /// Nodes.
         #[arg(long, default_value_t = 4)]
         nodes: u64,
-        /// Operations per client.
-        #[arg(long, default_value_t = 8)]
-        ops: u64,
-        /// Steps before the faults stop.
-        #[arg(long, default_value_t = 600)]
-        steps: usize,
+        /// Operations per client (default: 8, or 10 with --forgetting).
+        #[arg(long)]
+        ops: Option<u64>,
+        /// Steps before the faults stop (default: 600, or 900 with --forgetting).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Runs built to exercise forgetting deleted keys: frequent deletes, the shortest
+        /// safe grace, one clock, expiring messages.
+        #[arg(long)]
+        forgetting: bool,
+        /// With --forgetting, a different grace in milliseconds (below 1500 the rule is
+        /// broken on purpose: the simulation should then find a deleted value coming back).
+        #[arg(long, requires = "forgetting")]
+        grace_ms: Option<u64>,
     },
 }
 
@@ -47,15 +56,26 @@ fn main() -> anyhow::Result<()> {
             nodes,
             ops,
             steps,
+            forgetting,
+            grace_ms,
         } => {
+            let base = if forgetting {
+                SimConfig::forgetting()
+            } else {
+                SimConfig::default()
+            };
             let cfg = SimConfig {
                 nodes,
-                ops,
-                max_steps: steps,
-                ..SimConfig::default()
+                ops: ops.unwrap_or(base.ops),
+                max_steps: steps.unwrap_or(base.max_steps),
+                forget: grace_ms
+                    .map(std::time::Duration::from_millis)
+                    .or(base.forget),
+                ..base
             };
             let started = Instant::now();
             let (mut acked, mut answered, mut crashes, mut lost, mut dups) = (0, 0, 0, 0, 0);
+            let (mut forgotten, mut expired) = (0, 0);
             for s in seed..seed + seeds {
                 match Sim::new(s, cfg.clone()).run() {
                     Ok(report) => {
@@ -64,6 +84,8 @@ fn main() -> anyhow::Result<()> {
                         crashes += report.crashes;
                         lost += report.lost;
                         dups += report.duplicated;
+                        forgotten += report.forgotten;
+                        expired += report.expired;
                     }
                     Err(v) => {
                         eprintln!("{v}");
@@ -73,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "simulation: {seeds} seeds from {seed}, 0 violations; {answered} answers, {acked} writes acknowledged; {crashes} crashes, {lost} messages lost, {dups} duplicated; {secs:.1} s ({:.0} seeds/s)",
+                "simulation: {seeds} seeds from {seed}, 0 violations; {answered} answers, {acked} writes acknowledged; {crashes} crashes, {lost} messages lost, {dups} duplicated, {expired} expired; {forgotten} histories forgotten; {secs:.1} s ({:.0} seeds/s)",
                 seeds as f64 / secs
             );
         }

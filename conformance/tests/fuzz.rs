@@ -122,7 +122,7 @@ fn peer_frames_never_panic() {
             clock: some_clock(&mut rng),
             hint: None,
         };
-        let frame = Frame::Data { seq: i, msg };
+        let frame = Frame::Data { seq: i, at: i, msg };
         let bytes = mutate(&mut rng, postcard::to_stdvec(&frame).expect("encode"));
         if postcard::from_bytes::<Frame>(&bytes).is_ok() {
             decoded += 1;
@@ -145,7 +145,7 @@ fn random_message(rng: &mut StdRng) -> PeerMessage {
         Clock::decode(&mutate(rng, valid)).unwrap_or_default()
     };
     let req = RequestId(rng.gen_range(0..8));
-    match rng.gen_range(0..11) {
+    match rng.gen_range(0..14) {
         0 => PeerMessage::Replicate {
             req,
             key,
@@ -173,6 +173,17 @@ fn random_message(rng: &mut StdRng) -> PeerMessage {
                 pw: None,
             },
         },
+        11 => PeerMessage::ForgetCheck {
+            round: rng.gen_range(0..8),
+            key,
+        },
+        12 => PeerMessage::ForgetCheckReply {
+            round: rng.gen_range(0..8),
+            key,
+            clock: rng.gen_bool(0.5).then_some(clock),
+            hinted: rng.gen(),
+        },
+        13 => PeerMessage::Forget { key, clock },
         9 => PeerMessage::AaeKeys {
             exchange: rng.gen(),
             partition: rng.gen_range(0..20),
@@ -205,6 +216,7 @@ fn messages_from_an_authenticated_peer_never_break_a_core() {
             to,
             msg: random_message(&mut rng),
             copy: false,
+            sent: std::time::Duration::ZERO,
         });
         let last = h.network.len() - 1;
         h.deliver(last, false);

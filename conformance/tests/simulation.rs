@@ -44,6 +44,36 @@ fn half(which: u64) {
     );
 }
 
+/// Runs built to exercise forgetting deleted keys (frequent deletes, the shortest safe grace,
+/// expiring messages): no forgotten value comes back, and every deleted key is forgotten once
+/// the faults stop. `SHOAL_SIM_FORGET_SEEDS` changes the count (default 500).
+#[test]
+fn forgetting_seeds() {
+    let total: u64 = std::env::var("SHOAL_SIM_FORGET_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let started = Instant::now();
+    let (mut forgotten, mut expired) = (0, 0);
+    for seed in 0..total {
+        match Sim::new(seed, SimConfig::forgetting()).run() {
+            Ok(r) => {
+                forgotten += r.forgotten;
+                expired += r.expired;
+            }
+            Err(v) => panic!("{v}"),
+        }
+    }
+    println!(
+        "simulation (forgetting): {total} seeds: 0 violations, {forgotten} histories forgotten, {expired} messages expired, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        forgotten as u64 > total / 4,
+        "too few keys were forgotten to mean much"
+    );
+}
+
 #[test]
 fn seeds_first_half() {
     half(0);

@@ -73,6 +73,14 @@ pub mod defaults {
     pub const PEER_INPUT_BYTES: usize = 256 << 20;
     /// Longest request timeout accepted, in milliseconds (one hour).
     pub const MAX_REQUEST_TIMEOUT_MS: u64 = 3_600_000;
+    /// A peer message's lifetime, in milliseconds: one not delivered within it is dropped.
+    pub const MESSAGE_TTL_MS: u64 = 60_000;
+    /// How long a peer handshake may take, in milliseconds; it bounds how much younger than
+    /// it is a message can look to its receiver.
+    pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+    /// How long a deleted key's history must stay unchanged everywhere before it is
+    /// forgotten, in milliseconds (one hour; 0: never forget).
+    pub const DELETE_GRACE_MS: u64 = 3_600_000;
 }
 
 /// When a replica may acknowledge a write.
@@ -121,6 +129,12 @@ fn default_max_value() -> usize {
 }
 fn default_true() -> bool {
     true
+}
+fn default_message_ttl() -> u64 {
+    defaults::MESSAGE_TTL_MS
+}
+fn default_delete_grace() -> u64 {
+    defaults::DELETE_GRACE_MS
 }
 fn default_max_in_flight() -> usize {
     defaults::MAX_IN_FLIGHT
@@ -173,6 +187,15 @@ pub struct NodeConfig {
     /// default, as in Dynamo: writes stay available while `W` nodes of the ring are up.
     #[serde(default = "default_true")]
     pub sloppy_quorum: bool,
+    /// A peer message's lifetime: one not delivered within it is dropped and counted (see
+    /// `transport::Limits::message_ttl`). At least `request_timeout_ms`.
+    #[serde(default = "default_message_ttl")]
+    pub message_ttl_ms: u64,
+    /// How long a deleted key's history must stay unchanged on every primary, with no hint
+    /// anywhere, before it is forgotten (0: never). At least `request_timeout_ms +
+    /// message_ttl_ms + 10000`, so no older copy of the key can still be on its way.
+    #[serde(default = "default_delete_grace")]
+    pub delete_grace_ms: u64,
     /// Client requests worked on at once; beyond, `503` with `Retry-After`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
@@ -301,6 +324,8 @@ impl NodeConfig {
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_value_bytes: defaults::MAX_VALUE_BYTES,
             sloppy_quorum: true,
+            message_ttl_ms: defaults::MESSAGE_TTL_MS,
+            delete_grace_ms: defaults::DELETE_GRACE_MS,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             request_bytes: defaults::REQUEST_BYTES,
             tls: TlsConfig::default(),
@@ -331,6 +356,19 @@ impl NodeConfig {
                 "request_timeout_ms = {} must be between 1 and {} (one hour)",
                 self.request_timeout_ms,
                 defaults::MAX_REQUEST_TIMEOUT_MS
+            ));
+        }
+        if self.message_ttl_ms < self.request_timeout_ms {
+            return invalid(format!(
+                "message_ttl_ms = {} must be at least request_timeout_ms = {}, or replicas could not answer a request in time",
+                self.message_ttl_ms, self.request_timeout_ms
+            ));
+        }
+        let min_grace = self.min_delete_grace_ms();
+        if self.delete_grace_ms != 0 && self.delete_grace_ms < min_grace {
+            return invalid(format!(
+                "delete_grace_ms = {} must be 0 (never forget) or at least {min_grace} (request_timeout_ms + message_ttl_ms + 10000), or an older copy of a forgotten key could still arrive",
+                self.delete_grace_ms
             ));
         }
         // A value must fit in a clock with room to spare, or every put would be refused.
@@ -439,7 +477,30 @@ impl NodeConfig {
             w: self.w,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             sloppy_quorum: self.sloppy_quorum,
+            forget_after: (self.delete_grace_ms > 0)
+                .then(|| Duration::from_millis(self.delete_grace_ms)),
+            message_lifetime: Duration::from_millis(
+                self.message_ttl_ms + defaults::HANDSHAKE_TIMEOUT_MS,
+            ),
             ..CoreConfig::default()
+        }
+    }
+
+    /// The shortest `delete_grace_ms` that is safe with these timeouts: a coordinator's
+    /// request, a message's lifetime, and a margin for the handshake's bound on how young a
+    /// message can look and for clocks that run at slightly different rates.
+    pub fn min_delete_grace_ms(&self) -> u64 {
+        self.request_timeout_ms
+            .saturating_add(self.message_ttl_ms)
+            .saturating_add(2 * defaults::HANDSHAKE_TIMEOUT_MS)
+    }
+
+    /// The transport's limits for these settings.
+    pub fn transport_limits(&self) -> crate::transport::Limits {
+        crate::transport::Limits {
+            message_ttl: Duration::from_millis(self.message_ttl_ms),
+            handshake_timeout: Duration::from_millis(defaults::HANDSHAKE_TIMEOUT_MS),
+            ..crate::transport::Limits::default()
         }
     }
 }

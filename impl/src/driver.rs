@@ -132,8 +132,17 @@ impl Driver {
                 self.clients.insert(id, reply);
                 self.core.handle_client(now, id, op);
             }
-            Input::Peer(from, msg, permit) => {
-                self.core.handle_peer(now, from, msg);
+            Input::Peer {
+                from,
+                msg,
+                permit,
+                expires,
+            } => {
+                if Instant::now() > expires {
+                    self.transport.count_expired();
+                } else {
+                    self.core.handle_peer(now, from, msg);
+                }
                 drop(permit);
             }
             Input::Link(Event::Up { peer, boot }) => {

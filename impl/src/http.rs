@@ -541,6 +541,7 @@ async fn metrics(State(api): State<Api>) -> Response {
         &health,
         api.node.storage.disk_space(),
         api.node.storage.approximate_keys(),
+        api.node.transport.expired(),
     );
     (
         [(

@@ -89,6 +89,7 @@ impl Metrics {
         peers: &[(crate::ids::NodeId, crate::core::PeerHealth)],
         disk_bytes: u64,
         keys: usize,
+        expired_messages: u64,
     ) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -155,6 +156,21 @@ impl Metrics {
                 "shoal_aae_keys_repaired_total",
                 "Keys anti-entropy pushed or fetched",
                 core.aae_keys_repaired,
+            ),
+            (
+                "shoal_forget_rounds_total",
+                "Rounds started here to forget deleted keys' histories",
+                core.forget_rounds,
+            ),
+            (
+                "shoal_keys_forgotten_total",
+                "Deleted keys whose history was removed here",
+                core.forgotten,
+            ),
+            (
+                "shoal_peer_messages_expired_total",
+                "Peer messages dropped for outliving message_ttl_ms, sent or received",
+                expired_messages,
             ),
         ];
         for (name, help, value) in counters {

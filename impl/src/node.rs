@@ -32,8 +32,18 @@ pub enum Input {
         reply: oneshot::Sender<ClientReply>,
     },
     /// A message from a peer, with its share of the peer input budget (released once the
-    /// core took it).
-    Peer(NodeId, PeerMessage, Option<OwnedSemaphorePermit>),
+    /// core took it) and when it outlives the message lifetime (then it is dropped, not
+    /// handled: see [`crate::transport::Limits::message_ttl`]).
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        msg: PeerMessage,
+        /// Its share of the input budget.
+        permit: Option<OwnedSemaphorePermit>,
+        /// When it must no longer reach the core.
+        expires: std::time::Instant,
+    },
     /// The transport's connection to a peer came up or went down.
     Link(transport::Event),
     /// A request for the core's counters and what it believes of its peers.
@@ -56,13 +66,24 @@ struct CoreInbox {
 }
 
 impl transport::Deliver for CoreInbox {
-    async fn deliver(&self, from: NodeId, msg: PeerMessage, size: usize) -> bool {
+    async fn deliver(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+        size: usize,
+        expires: std::time::Instant,
+    ) -> bool {
         let kib = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
         let Ok(permit) = self.budget.clone().acquire_many_owned(kib).await else {
             return false;
         };
         self.inputs
-            .send(Input::Peer(from, msg, Some(permit)))
+            .send(Input::Peer {
+                from,
+                msg,
+                permit: Some(permit),
+                expires,
+            })
             .await
             .is_ok()
     }
@@ -182,7 +203,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         endpoint,
         &peers,
         listener,
-        transport::Limits::default(),
+        config.transport_limits(),
         transport::Faults::default(),
         CoreInbox {
             inputs: inputs.clone(),

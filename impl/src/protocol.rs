@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol, exchanged in the handshake; peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A key's versions as stored and replicated.
 pub type Clock = DvvSet<Value>;
@@ -204,8 +204,11 @@ pub enum PeerMessage {
     AaeFetch {
         /// The partition.
         partition: u32,
-        /// The keys.
+        /// Keys the replica holds differently.
         keys: Vec<Bytes>,
+        /// Keys the replica holds nothing of: a history without values (a forgotten delete
+        /// elsewhere) is not sent back for these (see `crate::core::forget`).
+        lacking: Vec<Bytes>,
     },
     /// Every replica acknowledged this tombstone-only clock: if it is still exactly what you
     /// hold, drop the tombstones and keep the causal history (no answer).
@@ -213,6 +216,33 @@ pub enum PeerMessage {
         /// The key.
         key: Bytes,
         /// The clock every replica acknowledged.
+        clock: Clock,
+    },
+    /// Forgetting a deleted key, coordinator → every node: what do you hold of `key`?
+    ForgetCheck {
+        /// Names the round.
+        round: u64,
+        /// The key.
+        key: Bytes,
+    },
+    /// The answer to a [`PeerMessage::ForgetCheck`].
+    ForgetCheckReply {
+        /// The round.
+        round: u64,
+        /// The key.
+        key: Bytes,
+        /// The clock this node stores for the key.
+        clock: Option<Clock>,
+        /// Whether this node holds a hint for the key, or may have sent one within a
+        /// message's lifetime.
+        hinted: bool,
+    },
+    /// Every node agreed twice, a grace period apart: if your clock of `key` is still exactly
+    /// this history without values, remove it (no answer).
+    Forget {
+        /// The key.
+        key: Bytes,
+        /// The history every primary held.
         clock: Clock,
     },
 }
@@ -228,7 +258,10 @@ impl PeerMessage {
             | PeerMessage::Repair { key, .. }
             | PeerMessage::Handoff { key, .. }
             | PeerMessage::HandoffAck { key, .. }
-            | PeerMessage::Reap { key, .. } => Some(key),
+            | PeerMessage::Reap { key, .. }
+            | PeerMessage::ForgetCheck { key, .. }
+            | PeerMessage::ForgetCheckReply { key, .. }
+            | PeerMessage::Forget { key, .. } => Some(key),
             PeerMessage::Forward { op, .. } => Some(op.key()),
             PeerMessage::ForwardReply { .. }
             | PeerMessage::AaeBranches { .. }

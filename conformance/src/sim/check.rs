@@ -159,6 +159,7 @@ impl Sim {
 
     /// The invariants over every copy in the system.
     fn check_state(&mut self, step: usize) -> Result<(), Violation> {
+        self.h.expire();
         let mut copies: Vec<(String, Clock)> = Vec::new();
         let mut durable: Vec<((NodeId, Vec<u8>), Clock)> = Vec::new();
         for (id, node) in &self.h.nodes {
@@ -183,6 +184,20 @@ impl Sim {
                 ));
             }
         }
+        // A history-only record that disappeared was forgotten: what it covered is retired.
+        let stored: BTreeSet<&(NodeId, Vec<u8>)> = durable.iter().map(|(at, _)| at).collect();
+        let forgotten: Vec<(NodeId, Vec<u8>)> = self
+            .last
+            .iter()
+            .filter(|(at, abs)| abs.live.is_empty() && !stored.contains(at))
+            .map(|(at, _)| at.clone())
+            .collect();
+        for at in forgotten {
+            if let Some(abs) = self.last.remove(&at) {
+                self.history.retired.extend(abs.covered);
+                self.report.forgotten += 1;
+            }
+        }
         let mut present: BTreeSet<WriteId> = BTreeSet::new();
         let mut histories: BTreeSet<WriteId> = BTreeSet::new();
         for (where_, clock) in &copies {
@@ -192,6 +207,14 @@ impl Sim {
                 .map_err(|e| self.violation(step, format!("{where_}: {e}")))?;
             let live: Vec<WriteId> = abs.live.iter().copied().collect();
             self.check_concurrent(step, &live, where_)?;
+            if let Some(back) = live.iter().find(|w| self.history.retired.contains(w)) {
+                return Err(self.violation(
+                    step,
+                    format!(
+                        "{back} came back in {where_} after a history covering it was forgotten"
+                    ),
+                ));
+            }
             present.extend(abs.live);
             histories.extend(abs.covered);
         }
@@ -203,8 +226,10 @@ impl Sim {
             .copied()
             .collect::<BTreeSet<WriteId>>();
         for w in &self.history.acked {
-            let kept =
-                present.contains(w) || (w.tomb && histories.contains(w)) || superseding.contains(w);
+            let kept = present.contains(w)
+                || (w.tomb && histories.contains(w))
+                || superseding.contains(w)
+                || self.history.retired.contains(w);
             if !kept {
                 return Err(self.violation(step, format!("acknowledged write {w} is lost: no copy holds it and no present write superseded it")));
             }
@@ -266,10 +291,15 @@ impl Sim {
             if round % 10 == 9 && self.converged().is_ok() {
                 return Ok(());
             }
+            let global = self.global_now();
             for id in ids {
-                let to = self.h.nodes.get(id).map_or(Duration::ZERO, |n| n.now)
-                    + Duration::from_millis(200);
-                self.h.advance_to(*id, to);
+                let own = self.h.nodes.get(id).map_or(Duration::ZERO, |n| n.now);
+                let from = if self.cfg.forget.is_some() {
+                    global
+                } else {
+                    own
+                };
+                self.h.advance_to(*id, from + Duration::from_millis(200));
             }
             self.learn_step();
         }
@@ -281,11 +311,19 @@ impl Sim {
         })
     }
 
-    /// Whether every primary of every key holds the same clock and no hint is left.
+    /// Whether every primary of every key holds the same clock and no hint is left; when
+    /// forgetting, also that every deleted key's history has been forgotten.
     fn converged(&self) -> Result<(), String> {
         for (id, node) in &self.h.nodes {
             if let Some(((owner, skey), _)) = node.store.all_hints().into_iter().next() {
                 return Err(format!("{id} still holds a hint for {owner} ({skey:?})"));
+            }
+            if self.cfg.forget.is_some() {
+                if let Some((skey, _)) = node.store.all().into_iter().find(|(_, c)| c.size() == 0) {
+                    return Err(format!(
+                        "{id} still holds the history of a deleted key ({skey:?})"
+                    ));
+                }
             }
         }
         for k in 0..self.cfg.keys {
@@ -305,6 +343,13 @@ impl Sim {
                     let abs = clock
                         .map(|c| self.dots.abstract_clock(&c).unwrap_or_default())
                         .unwrap_or_default();
+                    // A history without values and no record read the same, and neither
+                    // can bring anything back: forgetting may not have reached every primary.
+                    let abs = if self.cfg.forget.is_some() && abs.live.is_empty() {
+                        Abstract::default()
+                    } else {
+                        abs
+                    };
                     (*p, abs)
                 })
                 .collect();

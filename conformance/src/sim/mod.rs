@@ -62,8 +62,35 @@ pub struct SimConfig {
     pub crash: f64,
     /// Sloppy quorum and hinted handoff.
     pub sloppy: bool,
+    /// Share of client operations that are deletes.
+    pub deletes: f64,
     /// Steps before the faults stop.
     pub max_steps: usize,
+    /// Forgetting deleted keys' histories with this grace (`None`: histories are kept). With
+    /// it, the nodes share one clock and messages older than [`MESSAGE_LIFETIME`] expire, as
+    /// the real transport makes them.
+    pub forget: Option<Duration>,
+}
+
+/// The message lifetime of runs that forget (see [`SimConfig::forget`]).
+pub const MESSAGE_LIFETIME: Duration = Duration::from_millis(1000);
+
+/// The request timeout of every run.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+impl SimConfig {
+    /// A run built to exercise forgetting: deletes are frequent and the grace is the shortest
+    /// the rule allows (request timeout plus message lifetime).
+    pub fn forgetting() -> SimConfig {
+        SimConfig {
+            keys: 2,
+            ops: 10,
+            deletes: 0.3,
+            max_steps: 900,
+            forget: Some(REQUEST_TIMEOUT + MESSAGE_LIFETIME),
+            ..SimConfig::default()
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -80,7 +107,9 @@ impl Default for SimConfig {
             lose: 0.03,
             crash: 0.01,
             sloppy: true,
+            deletes: 0.1,
             max_steps: 600,
+            forget: None,
         }
     }
 }
@@ -128,6 +157,10 @@ pub struct SimReport {
     pub duplicated: usize,
     /// Crashes.
     pub crashes: usize,
+    /// Histories a node forgot (a key's record removed after a delete).
+    pub forgotten: usize,
+    /// Messages that expired before delivery.
+    pub expired: usize,
 }
 
 /// A client: its script position, what it is waiting for, and what it last read per key.
@@ -154,6 +187,9 @@ struct History {
     acked: BTreeSet<WriteId>,
     /// Per node and key: writes its store dropped (they must never come back there).
     gone: BTreeMap<(NodeId, Vec<u8>), BTreeSet<WriteId>>,
+    /// Writes covered by a history some node forgot: superseded for good, they must never be
+    /// live anywhere again.
+    retired: BTreeSet<WriteId>,
 }
 
 /// One run of the simulation.
@@ -187,7 +223,7 @@ impl Sim {
     pub fn new(seed: u64, cfg: SimConfig) -> Sim {
         let specs = (1..=cfg.nodes).map(NodeSpec::new).collect();
         let ring = Ring::new(16, specs).unwrap_or_else(|e| panic!("ring: {e}"));
-        let timeout = Duration::from_millis(500);
+        let timeout = REQUEST_TIMEOUT;
         let config = CoreConfig {
             n: cfg.n,
             r: cfg.r,
@@ -196,9 +232,15 @@ impl Sim {
             sloppy_quorum: cfg.sloppy,
             aae_interval: Duration::from_millis(200),
             handoff_interval: Duration::from_millis(100),
+            forget_after: cfg.forget,
+            message_lifetime: MESSAGE_LIFETIME,
             ..CoreConfig::default()
         };
         let stores = (0..cfg.nodes).map(|_| MemStore::default()).collect();
+        let mut h = Harness::new(ring, config, stores);
+        if cfg.forget.is_some() {
+            h.message_lifetime = Some(MESSAGE_LIFETIME);
+        }
         let clients = (1..=cfg.clients)
             .map(|id| Client {
                 id,
@@ -209,7 +251,7 @@ impl Sim {
             .collect();
         Sim {
             seed,
-            h: Harness::new(ring, config, stores),
+            h,
             rng: StdRng::seed_from_u64(seed),
             dots: Dots::default(),
             history: History::default(),
@@ -253,6 +295,7 @@ impl Sim {
             self.report.steps = step + 1;
         }
         self.settle(&ids)?;
+        self.report.expired = self.h.expired;
         Ok(self.report)
     }
 
@@ -308,11 +351,30 @@ impl Sim {
         } else {
             let by =
                 Duration::from_millis(self.rng.gen_range(0..(self.timeout.as_millis() as u64 / 3)));
-            let to = self.h.nodes.get(&node).map_or(Duration::ZERO, |n| n.now) + by;
-            self.h.advance_to(node, to);
-            self.log(format!("{node} time +{}ms", by.as_millis()));
+            if self.cfg.forget.is_some() {
+                // One clock for all: the grace and the message lifetime are real durations.
+                let to = self.global_now() + by;
+                for id in ids {
+                    self.h.advance_to(*id, to);
+                }
+                self.log(format!("time +{}ms", by.as_millis()));
+            } else {
+                let to = self.h.nodes.get(&node).map_or(Duration::ZERO, |n| n.now) + by;
+                self.h.advance_to(node, to);
+                self.log(format!("{node} time +{}ms", by.as_millis()));
+            }
         }
         self.learn_step();
+    }
+
+    /// The latest time any node has reached.
+    fn global_now(&self) -> Duration {
+        self.h
+            .nodes
+            .values()
+            .map(|n| n.now)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Node `node` crashes; the dots of the writes it loses are forgotten unless some clock
@@ -392,7 +454,7 @@ impl Sim {
             (op, format!("client {} get key{key} via {node}", client.id))
         } else {
             let blind = kind_roll < 0.45;
-            let tomb = kind_roll > 0.9;
+            let tomb = kind_roll > 1.0 - self.cfg.deletes;
             let write = WriteId {
                 client: client.id,
                 seq,

@@ -28,6 +28,9 @@ pub(crate) struct Handoff {
     offered: HashMap<(NodeId, Vec<u8>), Time>,
     /// The next round, while hints are held.
     next: Option<Time>,
+    /// Storage keys whose hint was dropped, and when: a `Handoff` sent before may still be
+    /// in flight for a message lifetime (see [`super::forget`]).
+    dropped: HashMap<Vec<u8>, Time>,
 }
 
 impl Handoff {
@@ -43,8 +46,17 @@ impl Handoff {
         }
     }
 
+    /// Whether a hint for `skey` was dropped within `lifetime` before `now`.
+    pub(crate) fn dropped_within(&self, skey: &[u8], now: Time, lifetime: Duration) -> bool {
+        self.dropped
+            .get(skey)
+            .is_some_and(|at| now < *at + lifetime)
+    }
+
     /// A round: offer each reachable owner its hints, within the per-owner budget.
     pub(crate) fn round<S: Store>(&mut self, env: &mut Env<S>, now: Time) {
+        let lifetime = env.config.message_lifetime;
+        self.dropped.retain(|_, at| now < *at + lifetime);
         if self.next.is_none_or(|t| t > now) {
             return;
         }
@@ -93,6 +105,7 @@ impl Handoff {
     pub(crate) fn acknowledged<S: Store>(
         &mut self,
         env: &mut Env<S>,
+        now: Time,
         owner: NodeId,
         key: &[u8],
         clock: &Clock,
@@ -100,6 +113,7 @@ impl Handoff {
         let skey = env.storage_key(key);
         self.offered.remove(&(owner, skey.clone()));
         if env.store.load_hint(owner, &skey).ok().flatten().as_ref() == Some(clock) {
+            self.dropped.insert(skey.clone(), now);
             env.store.drop_hint(env.out, owner, skey);
             env.stats.hints_handed_off += 1;
         }

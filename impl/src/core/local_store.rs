@@ -14,7 +14,6 @@
 //! instead: a crash before the write is durable then forgets a dot that no one has seen, so
 //! the node may issue it again (see [`super::actors`]).
 
-use super::anti_entropy::tombstones_only;
 use super::anti_entropy::tree::Delta;
 use super::outbox::{Outbox, PersistId, Write};
 use crate::dvvset::DecodeError;
@@ -106,18 +105,43 @@ pub(crate) enum Then {
     Nothing,
 }
 
+/// What a key's clock holds, as reaping and forgetting see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holds {
+    /// No clock at all.
+    Nothing,
+    /// A causal history without values: a delete whose tombstones were reaped.
+    History,
+    /// Tombstones and nothing else: a delete not yet reaped.
+    Tombstones,
+    /// At least one live value.
+    Values,
+}
+
+impl Holds {
+    /// What `clock` holds.
+    pub(crate) fn of(clock: Option<&Clock>) -> Holds {
+        match clock {
+            None => Holds::Nothing,
+            Some(c) if c.size() == 0 => Holds::History,
+            Some(c) if c.values().iter().all(|v| v.is_tombstone()) => Holds::Tombstones,
+            Some(_) => Holds::Values,
+        }
+    }
+}
+
 /// What a durable write means for the rest of the core.
 pub(crate) struct Persisted {
     /// What waited on it.
     pub(crate) then: Then,
     /// For a key's clock: its storage key, the change to its partition's hash tree, and
-    /// whether it now holds tombstones only.
-    pub(crate) tree: Option<(Vec<u8>, Delta, bool)>,
+    /// what the key holds now.
+    pub(crate) tree: Option<(Vec<u8>, Delta, Holds)>,
 }
 
 /// A write handed to the shell: where it goes, what waits, and for a key's clock the change
-/// to its partition's hash tree and whether it leaves tombstones only.
-type Pending = (Slot, Then, Option<(Delta, bool)>, usize);
+/// to its partition's hash tree and what it leaves the key holding.
+type Pending = (Slot, Then, Option<(Delta, Holds)>, usize);
 
 /// Where a pending write goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,10 +154,10 @@ enum Slot {
     Lease,
 }
 
-/// A clock written but not yet reported durable.
+/// A clock written (or removed) but not yet reported durable.
 struct Unsynced {
-    /// The newest clock handed to the shell for this key.
-    clock: Clock,
+    /// The newest clock handed to the shell for this key (`None`: removed).
+    clock: Option<Clock>,
     /// Writes of this key the shell has not yet reported durable.
     pending: u32,
     /// Of those, writes this node coordinated: while any is pending, the clock holds a dot of
@@ -189,7 +213,7 @@ impl<S: Store> LocalStore<S> {
     /// cache when it has it).
     pub(crate) fn load(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
         if let Some(u) = self.unsynced.get(skey) {
-            return Ok(Some(u.clock.clone()));
+            return Ok(u.clock.clone());
         }
         if let Some(clock) = self.cache.get(skey) {
             return Ok(Some(clock.clone()));
@@ -206,7 +230,7 @@ impl<S: Store> LocalStore<S> {
     /// of ours leaves before it is durable here.
     pub(crate) fn visible(&mut self, skey: &[u8]) -> Result<Option<Clock>, StoreError> {
         match self.unsynced.get(skey) {
-            Some(u) if u.own == 0 => Ok(Some(u.clock.clone())),
+            Some(u) if u.own == 0 => Ok(u.clock.clone()),
             Some(_) => self.durable(skey),
             None => self.load(skey),
         }
@@ -228,32 +252,52 @@ impl<S: Store> LocalStore<S> {
 
     /// Hands `clock` to the shell to store under `skey`; `then` resumes once it is durable.
     pub(crate) fn persist(&mut self, out: &mut Outbox, skey: Vec<u8>, clock: Clock, then: Then) {
+        let size = skey.len() + clock_size_estimate(&clock);
+        let write = Write::Clock {
+            key: skey.clone(),
+            clock: clock.clone(),
+        };
+        self.hand_out(out, skey, Some(clock), then, write, size);
+    }
+
+    /// Hands the removal of `skey`'s clock to the shell (a forgotten delete, see
+    /// [`super::forget`]).
+    pub(crate) fn remove(&mut self, out: &mut Outbox, skey: Vec<u8>) {
+        let write = Write::DropClock { key: skey.clone() };
+        self.hand_out(out, skey, None, Then::Nothing, write, 0);
+    }
+
+    /// Records `clock` (`None`: removed) as the newest for `skey` until `write` is durable.
+    fn hand_out(
+        &mut self,
+        out: &mut Outbox,
+        skey: Vec<u8>,
+        clock: Option<Clock>,
+        then: Then,
+        write: Write,
+        size: usize,
+    ) {
         // The tree follows durable state: the change from the newest clock handed out before
         // this one (or the durable one) to this one; applied in any order, the changes compose.
         let previous = self.load(&skey).ok().flatten();
         let key = skey.get(2..).unwrap_or_default();
-        let delta = Delta::of(key, previous.as_ref(), Some(&clock));
-        let tree = Some((delta, tombstones_only(&clock)));
-        let id = PersistId(self.next_persist);
-        self.next_persist += 1;
-        let slot = self
-            .unsynced
-            .entry(skey.clone())
-            .or_insert_with(|| Unsynced {
-                clock: clock.clone(),
-                pending: 0,
-                own: 0,
-            });
-        slot.clock = clock.clone();
+        let delta = Delta::of(key, previous.as_ref(), clock.as_ref());
+        let tree = Some((delta, Holds::of(clock.as_ref())));
+        let id = self.next_id();
+        let slot = self.unsynced.entry(skey.clone()).or_insert(Unsynced {
+            clock: None,
+            pending: 0,
+            own: 0,
+        });
+        slot.clock = clock;
         slot.pending += 1;
         if matches!(then, Then::CountOwnCopy(_)) {
             slot.own += 1;
         }
-        let size = skey.len() + clock_size_estimate(&clock);
         self.pending_bytes += size;
         self.persists
-            .insert(id, (Slot::Data(skey.clone()), then, tree, size));
-        out.persist(id, Write::Clock { key: skey, clock });
+            .insert(id, (Slot::Data(skey), then, tree, size));
+        out.persist(id, write);
     }
 
     /// Learns the hints the store holds (at start).
@@ -399,7 +443,12 @@ impl<S: Store> LocalStore<S> {
                 // The writer commits in order, so the last clock handed to it is what the
                 // store now holds.
                 if let Some(u) = self.unsynced.remove(&skey) {
-                    self.cache.insert(skey, u.clock);
+                    match u.clock {
+                        Some(clock) => self.cache.insert(skey, clock),
+                        None => {
+                            self.cache.remove(&skey);
+                        }
+                    }
                 }
             }
         }

@@ -12,17 +12,12 @@
 //! is emitted only after the shell reported its write durable, and a coordinator counts its
 //! own copy towards `W` only once it is durable.
 //!
-//! **Dots are never reused.** A coordinator names its writes with an *actor id* chosen by the
-//! shell for each incarnation of the node: a random 64-bit id, made durable before the node
-//! serves and kept across a restart only when the previous incarnation shut down cleanly with
-//! every write it coordinated durable (as Riak 2.0's per-vnode epochs do). A coordinator that
-//! crashed before its own copy was durable may have forgotten a dot it already sent to
-//! replicas; after the restart it writes under a new actor id, so it can never issue that dot
-//! again for a different value — nor can a rebuilt disk, or a client that forged a context
-//! naming a future actor. This is what lets a coordinator send a new version to the replicas
-//! while its own write is still being synced, keeping one fsync, not two, on a put's critical
-//! path. Request ids are drawn from the actor id too, so a late reply to a request of an
-//! earlier incarnation cannot be mistaken for an answer to a new one.
+//! **Dots are never reused.** A coordinator names a write with an actor `(identity, epoch)`:
+//! the node's stable identity, and per key the newest epoch of that identity in the key's
+//! clock, or a fresh epoch from a durable lease for a key with no history here. A write's own
+//! copy is durable before any message carries its dot, so a crash forgets only dots no one saw
+//! (see [`actors`]). Request ids carry the boot number, so a late reply to an earlier
+//! incarnation's request is never taken for a new one's.
 //!
 //! **Bounded state.** A write whose result would exceed [`MAX_SIBLINGS`] values or
 //! [`MAX_CLOCK_BYTES`] is refused (the client must merge siblings first), keeping every stored
@@ -35,7 +30,10 @@
 //! [`local_store`] (unsynced writes, the clock cache, pending persists), [`coordinator`]
 //! (requests, deadlines, request ids: quorum puts and gets, forwarding), and operations on the
 //! local store: [`replica`] (storing and serving a key's clock), [`read_repair`] and [`reap`]
-//! (removing tombstones once every replica holds them). Every mechanism reaches the rest of the
+//! (removing tombstones once every replica holds them); [`handoff`] (hints back to their
+//! owners), [`anti_entropy`] (hash-tree exchanges between replicas), [`forget`] (removing a
+//! deleted key's history once nothing older can come back), [`detector`] (who is alive) and
+//! [`actors`] (which actor names a new write). Every mechanism reaches the rest of the
 //! node only through an [`Env`]: the node's id, ring and settings, the local store, the
 //! [`outbox`] of effects and the counters. A new mechanism is a new module with its own state
 //! struct, one field in [`Core`], and one arm per input it handles.
@@ -44,6 +42,7 @@ mod actors;
 pub mod anti_entropy;
 mod coordinator;
 mod detector;
+mod forget;
 mod handoff;
 mod local_store;
 mod outbox;
@@ -62,8 +61,9 @@ use crate::ring::Ring;
 use anti_entropy::AntiEntropy;
 use coordinator::{Coordinator, Waiter};
 use detector::Detector;
+use forget::Forget;
 use handoff::Handoff;
-use local_store::{LocalStore, Then};
+use local_store::{Holds, LocalStore, Then};
 use outbox::Outbox;
 use std::time::Duration;
 
@@ -115,6 +115,13 @@ pub struct CoreConfig {
     pub handoff_batch: usize,
     /// How often anti-entropy starts an exchange (zero: never).
     pub aae_interval: Duration,
+    /// How long a deleted key's history must be seen unchanged on every primary, with no
+    /// hint anywhere, before it is forgotten (`None`: never; see [`forget`]). At least
+    /// `request_timeout + message_lifetime`, or older copies of the key could come back.
+    pub forget_after: Option<Duration>,
+    /// The longest a peer message can take from being queued to reaching a core: the
+    /// transport's message lifetime plus the handshake deadline (see [`forget`]).
+    pub message_lifetime: Duration,
 }
 
 impl Default for CoreConfig {
@@ -132,6 +139,10 @@ impl Default for CoreConfig {
             handoff_interval: Duration::from_millis(defaults::HANDOFF_INTERVAL_MS),
             handoff_batch: defaults::HANDOFF_BATCH,
             aae_interval: Duration::from_millis(defaults::AAE_INTERVAL_MS),
+            forget_after: Some(Duration::from_millis(defaults::DELETE_GRACE_MS)),
+            message_lifetime: Duration::from_millis(
+                defaults::MESSAGE_TTL_MS + defaults::HANDSHAKE_TIMEOUT_MS,
+            ),
         }
     }
 }
@@ -166,6 +177,10 @@ pub struct Stats {
     /// Per partition this node replicates: how long ago its last anti-entropy exchange
     /// completed (`None`: never, since this node started).
     pub aae_ages: Vec<(u32, Option<Duration>)>,
+    /// Rounds this node started to forget deleted keys' histories.
+    pub forget_rounds: u64,
+    /// Deleted keys' histories this node removed.
+    pub forgotten: u64,
 }
 
 /// The rest of the node, as a mechanism sees it: who we are, where keys live, the settings,
@@ -205,6 +220,7 @@ struct Rooms<'a> {
     coordinator: &'a mut Coordinator,
     handoff: &'a mut Handoff,
     aae: &'a mut AntiEntropy,
+    forget: &'a mut Forget,
 }
 
 /// Whether a key from a peer is one a client could have written.
@@ -222,6 +238,7 @@ pub struct Core<S> {
     detector: Detector,
     handoff: Handoff,
     aae: AntiEntropy,
+    forget: Forget,
     out: Outbox,
     stats: Stats,
     /// The latest time an input carried.
@@ -243,7 +260,8 @@ impl<S: Store> Core<S> {
         let partitions: Vec<u32> = (0..ring.partitions())
             .filter(|p| ring.preference_list(*p, config.n).contains(&id))
             .collect();
-        let aae = AntiEntropy::build(&store, partitions, incarnation.boot)?;
+        let mut aae = AntiEntropy::build(&store, partitions, incarnation.boot)?;
+        let forget = Forget::new(aae.take_histories(), incarnation.boot);
         let mut store = LocalStore::new(store, config.cache_bytes);
         store.load_hint_index()?;
         let mut handoff = Handoff::default();
@@ -260,6 +278,7 @@ impl<S: Store> Core<S> {
             detector: Detector::default(),
             handoff,
             aae,
+            forget,
             out: Outbox::default(),
             stats: Stats::default(),
             now: Duration::ZERO,
@@ -297,6 +316,8 @@ impl<S: Store> Core<S> {
             aae_exchanges_completed: aae.exchanges_completed,
             aae_keys_repaired: aae.keys_repaired,
             aae_ages,
+            forget_rounds: self.forget.stats().rounds,
+            forgotten: self.forget.stats().forgotten,
             ..self.stats.clone()
         }
     }
@@ -346,6 +367,8 @@ impl<S: Store> Core<S> {
             self.handoff.hint_held(now, self.config.handoff_interval);
         }
         self.aae.schedule(now, self.config.aae_interval);
+        self.forget
+            .schedule(now, self.config.forget_after.is_some());
     }
 
     /// For each partition this node replicates and has completed an exchange of: when.
@@ -373,6 +396,7 @@ impl<S: Store> Core<S> {
             coordinator: &mut self.coordinator,
             handoff: &mut self.handoff,
             aae: &mut self.aae,
+            forget: &mut self.forget,
         };
         (rooms, env)
     }
@@ -404,6 +428,7 @@ impl<S: Store> Core<S> {
                 coordinator,
                 handoff,
                 aae,
+                forget,
             },
             mut env,
         ) = self.parts();
@@ -416,7 +441,9 @@ impl<S: Store> Core<S> {
                 hint,
             } => replica::on_replicate(env, from, req, key, clock, hint),
             PeerMessage::Handoff { key, clock } => replica::on_handoff(env, from, key, clock),
-            PeerMessage::HandoffAck { key, clock } => handoff.acknowledged(env, from, &key, &clock),
+            PeerMessage::HandoffAck { key, clock } => {
+                handoff.acknowledged(env, now, from, &key, &clock)
+            }
             PeerMessage::AaeBranches {
                 exchange,
                 partition,
@@ -437,14 +464,24 @@ impl<S: Store> Core<S> {
                     aae.on_keys(env, from, partition, &segments, &keys)
                 }
             }
-            PeerMessage::AaeFetch { keys, .. } => {
-                if keys.iter().all(|k| valid_key(k)) {
-                    aae.on_fetch(env, from, keys)
+            PeerMessage::AaeFetch { keys, lacking, .. } => {
+                if keys.iter().chain(&lacking).all(|k| valid_key(k)) {
+                    aae.on_fetch(env, from, keys, lacking)
                 }
             }
             PeerMessage::Repair { key, clock } => replica::on_repair(env, key, clock),
             PeerMessage::Read { req, key } => replica::on_read(env, from, req, key),
             PeerMessage::Reap { key, clock } => reap::on_reap(env, key, clock),
+            PeerMessage::ForgetCheck { round, key } => {
+                forget.on_check(env, handoff, now, from, round, key)
+            }
+            PeerMessage::ForgetCheckReply {
+                round,
+                key,
+                clock,
+                hinted,
+            } => forget.on_reply(env, now, from, round, &key, clock, hinted),
+            PeerMessage::Forget { key, clock } => forget.on_forget_message(env, key, clock),
             PeerMessage::ReplicateAck { req, key } => {
                 coordinator.on_replicate_ack(env, from, req, &key)
             }
@@ -465,8 +502,9 @@ impl<S: Store> Core<S> {
             let Some(done) = self.store.persisted(id) else {
                 continue;
             };
-            if let Some((skey, delta, tombstones)) = done.tree {
-                self.aae.written(&skey, delta, tombstones);
+            if let Some((skey, delta, holds)) = done.tree {
+                self.aae.written(&skey, delta, holds == Holds::Tombstones);
+                self.forget.written(&skey, holds, now);
             }
             let (Rooms { coordinator, .. }, mut env) = self.parts();
             match done.then {
@@ -511,6 +549,7 @@ impl<S: Store> Core<S> {
                 coordinator,
                 handoff,
                 aae,
+                forget,
             },
             mut env,
         ) = self.parts();
@@ -519,6 +558,7 @@ impl<S: Store> Core<S> {
         for key in aae.round(&mut env, now) {
             coordinator.start_reap_check(&mut env, now, key);
         }
+        forget.tick(&mut env, handoff, now);
         self.settle(now);
     }
 
@@ -533,6 +573,7 @@ impl<S: Store> Core<S> {
             self.coordinator.next_deadline(),
             self.handoff.next_round(),
             self.aae.next_round(),
+            self.forget.next_tick(),
             self.detector.next_expiry(),
         ]
         .into_iter()

@@ -181,7 +181,13 @@ impl TlsConfig {
 struct Sink(mpsc::UnboundedSender<(NodeId, PeerMessage)>);
 
 impl Deliver for Sink {
-    async fn deliver(&self, from: NodeId, msg: PeerMessage, _size: usize) -> bool {
+    async fn deliver(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+        _size: usize,
+        _expires: std::time::Instant,
+    ) -> bool {
         self.0.send((from, msg)).is_ok()
     }
 }

@@ -46,6 +46,9 @@ pub enum Frame {
         instance: u64,
         /// The dialer's challenge.
         nonce: Nonce,
+        /// The dialer's transport clock (milliseconds since its transport started) as it sent
+        /// this: the reference the acceptor measures the age of the dialer's messages from.
+        clock: u64,
     },
     /// Acceptor → dialer: proof of the cluster secret over both challenges, and its own.
     Challenge {
@@ -76,6 +79,9 @@ pub enum Frame {
     Data {
         /// Sequence number, from 1.
         seq: u64,
+        /// The dialer's transport clock when the message was queued (see `Hello::clock`):
+        /// a message older than the message lifetime is never handed to the core.
+        at: u64,
         /// The message.
         msg: PeerMessage,
     },

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
@@ -116,11 +117,13 @@ fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
 /// Hands an authenticated peer's message to the core; waits while the core's queue is full.
 pub trait Deliver: Clone + Send + Sync + 'static {
     /// Delivers `msg` from `from`, a frame of `size` bytes; `false` once the core is gone.
+    /// The message must not reach the core after `expires` (see [`super::Limits::message_ttl`]).
     fn deliver(
         &self,
         from: NodeId,
         msg: PeerMessage,
         size: usize,
+        expires: std::time::Instant,
     ) -> impl std::future::Future<Output = bool> + Send;
 }
 
@@ -161,10 +164,11 @@ where
     let mut reader = FramedRead::new(read, frame::codec(PRE_AUTH_FRAME));
     let mut writer = FramedWrite::new(write, frame::codec(PRE_AUTH_FRAME));
     let handshake = handshake(&mut reader, &mut writer, shared);
-    let (from, boot, mut delivered) = match tokio::time::timeout_at(deadline, handshake).await {
-        Ok(result) => result?,
-        Err(_) => return Err(TransportError::Handshake("no hello in time".into())),
-    };
+    let (from, boot, mut delivered, hello) =
+        match tokio::time::timeout_at(deadline, handshake).await {
+            Ok(result) => result?,
+            Err(_) => return Err(TransportError::Handshake("no hello in time".into())),
+        };
     let _live = Live { shared, from, boot };
     if shared.faults.partitioned(from) {
         return Err(TransportError::Handshake(
@@ -198,14 +202,18 @@ where
         };
         let size = body.len();
         match frame::decode(&body)? {
-            Frame::Data { seq, msg } => {
+            Frame::Data { seq, at, msg } => {
                 if seq <= delivered {
                     continue;
                 }
                 if shared.faults.drop_inbound(from) {
                     return Err(TransportError::Handshake("reset by a test fault".into()));
                 }
-                if !deliver.deliver(from, msg, size).await {
+                let expires = expiry(hello, at, shared.limits.message_ttl);
+                if Instant::now() > expires {
+                    // Too old to deliver; count it as handled so it is not resent.
+                    shared.expired.fetch_add(1, Ordering::Relaxed);
+                } else if !deliver.deliver(from, msg, size, expires.into_std()).await {
                     return Ok(());
                 }
                 delivered = seq;
@@ -262,12 +270,38 @@ async fn send<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Authenticates the dialer; returns who it is, its boot and what was delivered from it.
+/// When the dialer sent its hello, on both clocks: ours (when it arrived) and its own.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HelloTime {
+    /// When the hello arrived here.
+    pub(super) arrived: Instant,
+    /// The dialer's transport clock in the hello.
+    pub(super) clock: u64,
+}
+
+/// When a message the dialer stamped `at` (its transport clock) outlives `ttl`, on our clock.
+///
+/// The dialer's clock read `hello.clock` no later than `hello.arrived` on ours, so a message
+/// stamped `at` was queued no later than `hello.arrived + (at - hello.clock)`: measured this
+/// way a message is never younger than it really is by more than the hello's transit time,
+/// which the handshake deadline bounds. Our own pauses and queues only make it look older.
+pub(super) fn expiry(hello: HelloTime, at: u64, ttl: Duration) -> Instant {
+    let queued = if at >= hello.clock {
+        hello.arrived + Duration::from_millis(at - hello.clock)
+    } else {
+        let back = Duration::from_millis(hello.clock - at);
+        hello.arrived.checked_sub(back).unwrap_or(hello.arrived)
+    };
+    queued + ttl
+}
+
+/// Authenticates the dialer; returns who it is, its boot, what was delivered from it, and
+/// when it said hello.
 async fn handshake<R, W>(
     reader: &mut FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
     writer: &mut FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
     shared: &Shared,
-) -> Result<(NodeId, u64, u64), TransportError>
+) -> Result<(NodeId, u64, u64, HelloTime), TransportError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -276,7 +310,8 @@ where
         .next()
         .await
         .ok_or_else(|| TransportError::Handshake("closed before hello".into()))??;
-    let (from, identity, boot, instance, dialer_nonce) = match frame::decode(&first)? {
+    let arrived = Instant::now();
+    let (from, identity, boot, instance, dialer_nonce, hello) = match frame::decode(&first)? {
         Frame::Hello {
             version,
             from,
@@ -285,6 +320,7 @@ where
             boot,
             instance,
             nonce,
+            clock,
         } => {
             if version != PROTOCOL_VERSION {
                 return Err(TransportError::Handshake(format!(
@@ -300,7 +336,14 @@ where
             if from == shared.me || !shared.members.contains(&from) {
                 return Err(TransportError::Handshake(format!("{from} is not a member")));
             }
-            (from, identity, boot, instance, nonce)
+            (
+                from,
+                identity,
+                boot,
+                instance,
+                nonce,
+                HelloTime { arrived, clock },
+            )
         }
         _ => {
             return Err(TransportError::Handshake(
@@ -355,7 +398,7 @@ where
             delivered,
         })?))
         .await?;
-    Ok((from, boot, delivered))
+    Ok((from, boot, delivered, hello))
 }
 
 /// Records an authenticated session from `from`. A newer boot (or a fresh identity) replaces

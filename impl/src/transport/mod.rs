@@ -12,6 +12,12 @@
 //! reading from the socket, pushing back on the sender through TCP and its acknowledgements.
 //! A malformed or oversized frame closes that connection with a logged reason.
 //!
+//! Every message has a lifetime ([`Limits::message_ttl`]): the sender stamps it with its own
+//! clock when it is queued, the receiver measures its age against the clock the dialer sent in
+//! its hello, and a message older than the lifetime is dropped and counted instead of being
+//! delivered — so a message held back by a partition, a paused process or a long queue never
+//! reaches a core late.
+//!
 //! Connection state feeds the failure detector: [`Event::Up`] once a connection is
 //! authenticated, [`Event::Down`] when it fails.
 //!
@@ -43,8 +49,9 @@ use inbound::Sessions;
 use outbound::Outbound;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// Why a connection was closed or a frame could not be sent.
@@ -89,6 +96,14 @@ pub struct Limits {
     pub heartbeat: Duration,
     /// Silence after which a connection is declared dead.
     pub dead_after: Duration,
+    /// A message's lifetime: one not handed to the peer's core within this long of being
+    /// queued is dropped (by the sender before resending it, by the receiver before delivering
+    /// it) and counted. Every protocol message is either part of a request that has timed out
+    /// by then, or is sent again by the mechanism that sent it (handoff, anti-entropy), so
+    /// nothing acknowledged depends on it; what the bound buys is that no message older than
+    /// this can reach a core, which is what lets a deleted key's history be forgotten safely
+    /// (see `crate::core::forget`).
+    pub message_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -98,9 +113,10 @@ impl Default for Limits {
             connections_per_address: 8,
             connections: 256,
             connect_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_millis(crate::config::defaults::HANDSHAKE_TIMEOUT_MS),
             heartbeat: Duration::from_millis(500),
             dead_after: Duration::from_secs(3),
+            message_ttl: Duration::from_millis(crate::config::defaults::MESSAGE_TTL_MS),
         }
     }
 }
@@ -151,11 +167,21 @@ pub(crate) struct Shared {
     sessions: Mutex<Sessions>,
     outbound: HashMap<NodeId, Arc<Outbound>>,
     events: Box<dyn Fn(Event) + Send + Sync>,
+    /// The zero of this process's transport clock (see [`Shared::clock`]).
+    started: Instant,
+    /// Messages dropped for being older than [`Limits::message_ttl`], both directions.
+    expired: AtomicU64,
 }
 
 impl Shared {
     fn event(&self, e: Event) {
         (self.events)(e)
+    }
+
+    /// Milliseconds since this transport started: the stamp on a queued message and on a
+    /// hello. Only ever compared with stamps of the same process.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The peer dialed in with a newer boot: our connection to it is to a dead process.
@@ -203,6 +229,8 @@ impl Transport {
             sessions: Mutex::new(Sessions::default()),
             outbound,
             events: Box::new(events),
+            started: Instant::now(),
+            expired: AtomicU64::new(0),
         });
         for out in shared.outbound.values() {
             tokio::spawn(outbound::run(out.clone(), shared.clone()));
@@ -214,9 +242,20 @@ impl Transport {
     /// Queues `msg` for `to`. Fails at once if `to` is unknown or its buffer is full.
     pub fn send(&self, to: NodeId, msg: PeerMessage) -> Result<(), SendError> {
         match self.shared.outbound.get(&to) {
-            Some(out) => out.send(msg),
+            Some(out) => out.send(msg, self.shared.clock()),
             None => Err(SendError::Unknown(to)),
         }
+    }
+
+    /// Messages dropped so far for outliving [`Limits::message_ttl`].
+    pub fn expired(&self) -> u64 {
+        self.shared.expired.load(Ordering::Relaxed)
+    }
+
+    /// Counts a message the node itself dropped for outliving its lifetime after the
+    /// transport delivered it (it waited too long in the core's queue).
+    pub fn count_expired(&self) {
+        self.shared.expired.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Bytes waiting for each peer's acknowledgement.

@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{SinkExt as _, StreamExt as _};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
@@ -55,8 +56,8 @@ pub enum SendError {
 /// Messages not yet acknowledged by the peer, in order.
 #[derive(Default)]
 struct Buffer {
-    /// `(seq, encoded frame)`, oldest first.
-    entries: VecDeque<(u64, Bytes)>,
+    /// `(seq, transport clock when queued, encoded frame)`, oldest first.
+    entries: VecDeque<(u64, u64, Bytes)>,
     /// Their total size.
     bytes: usize,
     /// The next sequence number.
@@ -68,7 +69,7 @@ struct Buffer {
 impl Buffer {
     /// Drops everything up to `upto` (acknowledged).
     fn acked(&mut self, upto: u64) {
-        while let Some((seq, body)) = self.entries.front() {
+        while let Some((seq, _, body)) = self.entries.front() {
             if *seq > upto {
                 break;
             }
@@ -105,18 +106,20 @@ impl Outbound {
         })
     }
 
-    /// Queues `msg`; fails at once if the buffer would exceed its byte limit.
-    pub(super) fn send(&self, msg: PeerMessage) -> Result<(), SendError> {
+    /// Queues `msg`, stamped with the transport clock `at`; fails at once if the buffer would
+    /// exceed its byte limit.
+    pub(super) fn send(&self, msg: PeerMessage, at: u64) -> Result<(), SendError> {
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         let seq = buffer.next_seq;
         let mut encoded = BytesMut::new();
-        frame::encode(&Frame::Data { seq, msg }, &mut encoded).map_err(|_| SendError::TooLarge)?;
+        frame::encode(&Frame::Data { seq, at, msg }, &mut encoded)
+            .map_err(|_| SendError::TooLarge)?;
         if buffer.bytes + encoded.len() > self.limit && !buffer.entries.is_empty() {
             return Err(SendError::Full(self.peer));
         }
         buffer.next_seq += 1;
         buffer.bytes += encoded.len();
-        buffer.entries.push_back((seq, encoded.freeze()));
+        buffer.entries.push_back((seq, at, encoded.freeze()));
         drop(buffer);
         self.wake.notify_one();
         Ok(())
@@ -132,13 +135,26 @@ impl Outbound {
         buffer.acked(upto);
     }
 
-    /// Everything not yet written on this connection, as one buffer.
-    fn unwritten(&self) -> Option<BytesMut> {
+    /// Everything not yet written on this connection, as one buffer, after dropping what
+    /// was queued before `oldest` (transport clock): it would only be dropped on arrival.
+    /// Returns the bytes and how many messages were dropped.
+    fn unwritten(&self, oldest: u64) -> (Option<BytesMut>, u64) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         let from = buffer.written;
+        let before = buffer.entries.len();
+        let mut freed = 0;
+        buffer.entries.retain(|(seq, at, body)| {
+            let keep = *seq <= from || *at >= oldest;
+            if !keep {
+                freed += body.len();
+            }
+            keep
+        });
+        buffer.bytes -= freed;
+        let expired = (before - buffer.entries.len()) as u64;
         let mut out = BytesMut::new();
         let mut last = from;
-        for (seq, body) in buffer.entries.iter().filter(|(s, _)| *s > from) {
+        for (seq, _, body) in buffer.entries.iter().filter(|(s, _, _)| *s > from) {
             out.extend_from_slice(body);
             last = *seq;
             if out.len() > 1 << 20 {
@@ -146,7 +162,7 @@ impl Outbound {
             }
         }
         buffer.written = last;
-        (!out.is_empty()).then_some(out)
+        ((!out.is_empty()).then_some(out), expired)
     }
 
     /// A new connection: resend after what the peer delivered.
@@ -245,6 +261,7 @@ where
         boot: shared.boot,
         instance: shared.instance,
         nonce: hello_nonce,
+        clock: shared.clock(),
     };
     let handshake = async {
         writer
@@ -335,7 +352,13 @@ where
                 }
             }
             _ = out.wake.notified() => {
-                while let Some(bytes) = out.unwritten() {
+                loop {
+                    let oldest = shared
+                        .clock()
+                        .saturating_sub(shared.limits.message_ttl.as_millis() as u64);
+                    let (bytes, expired) = out.unwritten(oldest);
+                    shared.expired.fetch_add(expired, Ordering::Relaxed);
+                    let Some(bytes) = bytes else { break };
                     shared.faults.before_write(out.peer).await?;
                     write.write_all(&bytes).await?;
                 }

@@ -13,7 +13,13 @@ use tokio::sync::mpsc;
 struct Sink(mpsc::UnboundedSender<(NodeId, PeerMessage)>);
 
 impl Deliver for Sink {
-    async fn deliver(&self, from: NodeId, msg: PeerMessage, _size: usize) -> bool {
+    async fn deliver(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+        _size: usize,
+        _expires: std::time::Instant,
+    ) -> bool {
         self.0.send((from, msg)).is_ok()
     }
 }
@@ -212,4 +218,119 @@ async fn a_full_buffer_fails_the_send_at_once() {
         a.transport.send(NodeId(9), msg(0)),
         Err(SendError::Unknown(NodeId(9)))
     );
+}
+
+#[test]
+fn a_message_looks_no_younger_than_it_is_on_the_receivers_clock() {
+    let arrived = tokio::time::Instant::now() + Duration::from_secs(100);
+    let hello = inbound::HelloTime {
+        arrived,
+        clock: 10_000,
+    };
+    let ttl = Duration::from_secs(1);
+    // Queued after the hello: its age runs from the hello's arrival plus the difference.
+    assert_eq!(
+        inbound::expiry(hello, 10_500, ttl),
+        arrived + Duration::from_millis(500) + ttl
+    );
+    // Queued before the hello (a resend): older by the difference.
+    assert_eq!(
+        inbound::expiry(hello, 9_000, ttl),
+        arrived - Duration::from_millis(1000) + ttl
+    );
+}
+
+#[tokio::test]
+async fn messages_that_outlive_their_lifetime_in_the_senders_buffer_are_dropped_and_counted() {
+    let (la, lb, peers) = listeners().await;
+    let addr_b = peers[1].1;
+    drop(lb);
+    let limits = Limits {
+        message_ttl: Duration::from_millis(300),
+        ..fast()
+    };
+    let a = start(1, 1, "the cluster secret!", la, &peers, limits.clone());
+    for i in 0..5 {
+        a.transport.send(NodeId(2), msg(i)).expect("queued");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 5..10 {
+        a.transport.send(NodeId(2), msg(i)).expect("queued");
+    }
+    let lb = TcpListener::bind(addr_b).await.expect("rebind");
+    let mut b = start(2, 1, "the cluster secret!", lb, &peers, limits);
+    let got = receive(&mut b, 5).await;
+    assert_eq!(got, (5..10).map(msg).collect::<Vec<_>>());
+    settle(&a.transport).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(b.received.try_recv().is_err(), "an expired message arrived");
+    assert_eq!(a.transport.expired() + b.transport.expired(), 5);
+}
+
+/// Delivers like [`Sink`], but the first delivery takes `stall`: what waits in the socket
+/// meanwhile grows old.
+#[derive(Clone)]
+struct SlowSink(Sink, Arc<std::sync::atomic::AtomicBool>, Duration);
+
+impl Deliver for SlowSink {
+    async fn deliver(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+        size: usize,
+        expires: std::time::Instant,
+    ) -> bool {
+        if !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(self.2).await;
+        }
+        self.0.deliver(from, msg, size, expires).await
+    }
+}
+
+#[tokio::test]
+async fn messages_that_grow_old_at_the_receiver_are_not_delivered() {
+    let (la, lb, peers) = listeners().await;
+    let limits = Limits {
+        message_ttl: Duration::from_millis(300),
+        ..fast()
+    };
+    let a = start(1, 1, "the cluster secret!", la, &peers, limits.clone());
+    let (tx, mut received) = mpsc::unbounded_channel();
+    let endpoint = Endpoint {
+        me: NodeId(2),
+        identity: 1002,
+        boot: 1,
+        secret: secret("the cluster secret!"),
+        tls: None,
+    };
+    let sink = SlowSink(
+        Sink(tx),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Duration::from_millis(600),
+    );
+    let b = Transport::start(
+        endpoint,
+        &peers,
+        lb,
+        limits,
+        Faults::default(),
+        sink,
+        |_| {},
+    );
+    for i in 0..10 {
+        a.transport.send(NodeId(2), msg(i)).expect("queued");
+    }
+    settle(&a.transport).await;
+    let mut got = Vec::new();
+    while let Ok(Some((_, m))) =
+        tokio::time::timeout(Duration::from_millis(300), received.recv()).await
+    {
+        got.push(m);
+    }
+    assert_eq!(
+        got,
+        vec![msg(0)],
+        "only the message delivered before the stall"
+    );
+    assert_eq!(b.expired(), 9);
 }

@@ -25,9 +25,10 @@
 
 pub mod tree;
 
+use super::local_store::Holds;
 use super::{Env, Store, Time};
 use crate::ids::NodeId;
-use crate::protocol::{Clock, PeerMessage};
+use crate::protocol::PeerMessage;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -76,6 +77,8 @@ pub(crate) struct AntiEntropy {
     completed: BTreeMap<u32, Time>,
     /// Keys held as tombstones only: storage keys.
     reap_candidates: BTreeSet<Vec<u8>>,
+    /// Keys the start-up scan found holding a history only, for [`super::forget`].
+    histories: Vec<Vec<u8>>,
     /// Where the next reap checks start, so that every candidate gets its turn.
     reap_cursor: Vec<u8>,
     stats: AaeStats,
@@ -91,12 +94,17 @@ impl AntiEntropy {
     ) -> Result<Self, super::StoreError> {
         let mut trees = BTreeMap::new();
         let mut reap_candidates = BTreeSet::new();
+        let mut histories = Vec::new();
         for &p in &partitions {
             let mut tree = Tree::default();
             for (key, clock) in store.scan(p)? {
                 tree.insert(&key, &clock);
-                if tombstones_only(&clock) {
-                    reap_candidates.insert(super::storage_key(p, &key));
+                match Holds::of(Some(&clock)) {
+                    Holds::Tombstones => {
+                        reap_candidates.insert(super::storage_key(p, &key));
+                    }
+                    Holds::History => histories.push(super::storage_key(p, &key)),
+                    _ => {}
                 }
             }
             trees.insert(p, tree);
@@ -107,8 +115,14 @@ impl AntiEntropy {
             partitions,
             next_id: seed << 32,
             reap_candidates,
+            histories,
             ..AntiEntropy::default()
         })
+    }
+
+    /// The keys the start-up scan found holding a history only (once).
+    pub(crate) fn take_histories(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.histories)
     }
 
     /// Counters.
@@ -320,14 +334,21 @@ impl AntiEntropy {
         let mine: BTreeMap<Bytes, u64> = keys_in(env, partition, &differing).into_iter().collect();
         let theirs: BTreeMap<&Bytes, u64> = theirs.iter().map(|(k, h)| (k, *h)).collect();
         let mut budget = MAX_KEYS_PER_EXCHANGE;
-        let mut fetch = Vec::new();
+        let (mut fetch, mut lacking) = (Vec::new(), Vec::new());
         for (key, hash) in &mine {
             if budget == 0 {
                 break;
             }
-            if theirs.get(key) != Some(hash) {
+            let theirs = theirs.get(key);
+            if theirs != Some(hash) {
                 let skey = env.storage_key(key);
                 if let Ok(Some(clock)) = env.store.visible(&skey) {
+                    // A history without values is not pushed to a replica that holds nothing:
+                    // it may have forgotten the key (see `forget`), and nothing it could hold
+                    // needs the history to lose.
+                    if theirs.is_none() && clock.size() == 0 {
+                        continue;
+                    }
                     let msg = PeerMessage::Repair {
                         key: key.clone(),
                         clock,
@@ -341,28 +362,41 @@ impl AntiEntropy {
             if budget == 0 {
                 break;
             }
-            if mine.get(key) != Some(&hash) {
-                fetch.push(key.clone());
-                budget -= 1;
+            match mine.get(key) {
+                None => lacking.push(key.clone()),
+                Some(h) if *h != hash => fetch.push(key.clone()),
+                Some(_) => continue,
             }
+            budget -= 1;
         }
         self.stats.keys_repaired += (MAX_KEYS_PER_EXCHANGE - budget) as u64;
-        if !fetch.is_empty() {
-            env.out.send(
-                from,
-                PeerMessage::AaeFetch {
-                    partition,
-                    keys: fetch,
-                },
-            );
+        if !fetch.is_empty() || !lacking.is_empty() {
+            let msg = PeerMessage::AaeFetch {
+                partition,
+                keys: fetch,
+                lacking,
+            };
+            env.out.send(from, msg);
         }
     }
 
-    /// Initiator: the responder asks for our clocks of `keys`.
-    pub(crate) fn on_fetch<S: Store>(&mut self, env: &mut Env<S>, from: NodeId, keys: Vec<Bytes>) {
-        for key in keys.into_iter().take(MAX_KEYS_PER_EXCHANGE) {
+    /// Initiator: the responder asks for our clocks of `keys` (it holds them differently) and
+    /// of `lacking` (it holds nothing of them: histories without values stay here).
+    pub(crate) fn on_fetch<S: Store>(
+        &mut self,
+        env: &mut Env<S>,
+        from: NodeId,
+        keys: Vec<Bytes>,
+        lacking: Vec<Bytes>,
+    ) {
+        let asked = keys.into_iter().map(|k| (k, false));
+        let asked = asked.chain(lacking.into_iter().map(|k| (k, true)));
+        for (key, lacks) in asked.take(MAX_KEYS_PER_EXCHANGE) {
             let skey = env.storage_key(&key);
             if let Ok(Some(clock)) = env.store.visible(&skey) {
+                if lacks && clock.size() == 0 {
+                    continue;
+                }
                 env.out.send(from, PeerMessage::Repair { key, clock });
                 self.stats.keys_repaired += 1;
             }
@@ -374,11 +408,6 @@ impl AntiEntropy {
 fn partition_of(skey: &[u8]) -> Option<u32> {
     let b: [u8; 2] = skey.get(..2)?.try_into().ok()?;
     Some(u32::from(u16::from_be_bytes(b)))
-}
-
-/// Whether a clock holds at least one value and only tombstones.
-pub(crate) fn tombstones_only(clock: &Clock) -> bool {
-    clock.size() > 0 && clock.values().iter().all(|v| v.is_tombstone())
 }
 
 /// This node's keys of `partition` in `segments`, with their clock hashes (durable state).

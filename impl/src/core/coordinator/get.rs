@@ -58,7 +58,8 @@ impl GetState {
         };
         let settled = answers.len() == primaries.len()
             && answers.iter().all(|a| a.as_ref() == Some(first))
-            && crate::core::anti_entropy::tombstones_only(first);
+            && crate::core::local_store::Holds::of(Some(first))
+                == crate::core::local_store::Holds::Tombstones;
         if settled {
             crate::core::reap::send_reaps(env, &primaries, self.key.clone(), first.clone());
         }

@@ -14,7 +14,7 @@
 
 use super::targets::{self, Target};
 use super::{answer, Coordinator, Kind, Waiter};
-use crate::core::local_store::Then;
+use crate::core::local_store::{Holds, Then};
 use crate::core::{reap, Env, Store, StoreError, Time, MAX_CLOCK_BYTES, MAX_SIBLINGS};
 use crate::dvvset::VersionVector;
 use crate::ids::{ActorId, NodeId};
@@ -194,7 +194,7 @@ impl Coordinator {
             return answer(env, waiter, ClientReply::TooLarge(reason));
         }
         let reply_context = reply_context(&clock, &context, actor);
-        let tombstones_only = clock.size() > 0 && clock.values().iter().all(|v| v.is_tombstone());
+        let tombstones_only = Holds::of(Some(&clock)) == Holds::Tombstones;
         let state = PutState {
             key: key.clone(),
             clock: clock.clone(),

@@ -1125,3 +1125,5 @@ fn a_replica_behind_refuses_a_context_ahead_of_it_then_catches_up() {
     assert!(sim.stored(3));
     assert_eq!(sim.read(1, 4, "k").0, vec!["v2"]);
 }
+
+mod forget;
