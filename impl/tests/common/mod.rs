@@ -103,7 +103,24 @@ pub struct Cluster {
     pub client: reqwest::Client,
 }
 
+/// A free loopback port for a node to listen on. Taken below the kernel's ephemeral range when
+/// there is room, so that while a node is down no outgoing connection (a client's, a peer's)
+/// can be given its port as a source port and keep it from starting again; else any free one.
 fn free_addr() -> SocketAddr {
+    use rand::Rng as _;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    if low > 12_000 {
+        let mut rng = rand::thread_rng();
+        for _ in 0..100 {
+            let port = rng.gen_range(10_000..low);
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                return l.local_addr().expect("local addr");
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr")
 }
@@ -239,11 +256,13 @@ impl Cluster {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not become ready; log:\n{}",
-                self.log(id)
-            );
+            if Instant::now() >= deadline {
+                let exit = self.node(id).child.as_mut().map(Child::try_wait);
+                panic!(
+                    "node {id} did not become ready (process: {exit:?}); log:\n{}",
+                    self.log(id)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

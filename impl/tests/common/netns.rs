@@ -44,8 +44,12 @@ fn ip(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Why this machine cannot run namespace tests, if it cannot (no `ip`, not root, no netns).
+/// Why this machine cannot run namespace tests, if it cannot (no `ip`, not root, no netns),
+/// or `SHOAL_FAULTS_NO_NETNS` is set (to run the fallback on purpose).
 pub fn unavailable() -> Option<String> {
+    if std::env::var_os("SHOAL_FAULTS_NO_NETNS").is_some() {
+        return Some("SHOAL_FAULTS_NO_NETNS is set".into());
+    }
     let probe = format!("{PREFIX}-probe-{}", std::process::id());
     if let Err(e) = ip(&["netns", "add", &probe]) {
         return Some(e);
