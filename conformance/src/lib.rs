@@ -5,6 +5,7 @@
 //! - [`store`]: an in-memory store for volume, and the node's real fjall store;
 //! - [`abstraction`]: the one function from node state to the model's terms (writes and the
 //!   causal order between them);
+//! - [`history`]: a recorded history of a real run held to the model's invariants;
 //! - [`sim`]: the seeded simulation of a cluster of cores under faults, checking the model's
 //!   invariants after every step.
 
@@ -12,5 +13,6 @@
 
 pub mod abstraction;
 pub mod harness;
+pub mod history;
 pub mod sim;
 pub mod store;

@@ -203,6 +203,10 @@ pub struct NodeConfig {
     /// outside (`503` with `Retry-After`).
     #[serde(default = "default_request_bytes")]
     pub request_bytes: usize,
+    /// Append every client operation's invocation and completion to this file as JSON lines
+    /// (see `shoal::recorder`); for tests and audits, off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_history: Option<PathBuf>,
     /// TLS for peer and client traffic (`[tls]`); absent: plain TCP.
     #[serde(default, skip_serializing_if = "TlsConfig::is_empty")]
     pub tls: TlsConfig,
@@ -328,6 +332,7 @@ impl NodeConfig {
             delete_grace_ms: defaults::DELETE_GRACE_MS,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             request_bytes: defaults::REQUEST_BYTES,
+            record_history: None,
             tls: TlsConfig::default(),
             nodes,
         }

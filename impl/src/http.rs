@@ -188,6 +188,15 @@ fn with_context(mut response: Response, ctx: &VersionVector) -> Response {
 /// Hands `op` to the core and waits for its answer. `None`: the core did not answer in twice
 /// the request timeout (it is overloaded or stopping).
 async fn call(api: &Api, op: ClientOp) -> Option<ClientReply> {
+    let recorded = api.node.recorder.as_ref().map(|r| (r, r.invoke(&op)));
+    let reply = ask_core(api, op).await;
+    if let Some((recorder, id)) = recorded {
+        recorder.complete(id, reply.as_ref());
+    }
+    reply
+}
+
+async fn ask_core(api: &Api, op: ClientOp) -> Option<ClientReply> {
     let (tx, rx) = oneshot::channel();
     let timeout = Duration::from_millis(api.node.config.request_timeout_ms) * 2;
     api.node

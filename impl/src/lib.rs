@@ -23,6 +23,7 @@ mod ids;
 mod metrics;
 mod node;
 mod protocol;
+pub mod recorder;
 mod ring;
 mod storage;
 mod tls;

@@ -109,6 +109,8 @@ pub struct NodeHandle {
     /// HTTPS for the client API, when `[tls] clients = true` (see [`crate::tls`]); the HTTP
     /// server wraps its listener with it ([`crate::tls::HttpsListener`]).
     pub https: Option<crate::tls::HttpsAcceptor>,
+    /// The history recorder, when `record_history` is set (see [`crate::recorder`]).
+    pub recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 impl NodeHandle {
@@ -149,6 +151,14 @@ pub enum StartError {
         stored: u32,
         /// Q in the configuration.
         configured: u32,
+    },
+    /// The history file could not be opened.
+    #[error("cannot open the history file {path}: {source}")]
+    History {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -253,7 +263,19 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         }
     });
 
+    let recorder = match &config.record_history {
+        Some(path) => Some(Arc::new(
+            crate::recorder::Recorder::open(path, config.id).map_err(|source| {
+                StartError::History {
+                    path: path.clone(),
+                    source,
+                }
+            })?,
+        )),
+        None => None,
+    };
     Ok(NodeHandle {
+        recorder,
         inputs,
         ring: Arc::new(ring),
         config: Arc::new(config),
