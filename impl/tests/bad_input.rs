@@ -103,3 +103,56 @@ async fn random_bytes_on_the_peer_port_close_that_connection_and_the_node_keeps_
         "the reason is logged"
     );
 }
+
+#[tokio::test]
+async fn a_forged_context_is_refused_and_the_key_stays_healthy_on_every_node() {
+    use shoal::{ActorId, VersionVector, MAX_COUNTER, MAX_ENTRIES};
+    let mut c = Cluster::start(3, 3, 2, 2).await;
+    let (status, ctx) = c.put(1, "victim", "v1", None).await;
+    assert_eq!(status, 204);
+    let genuine = VersionVector::from_context_str(&ctx.expect("a context")).expect("decodes");
+    let (actor, _) = genuine.pairs()[0];
+    // The attacks of issue 11: the counter raised to the limit, and a thousand made-up actors.
+    let raised = VersionVector::from_pairs([(actor, MAX_COUNTER - 1)]);
+    let crowd = VersionVector::from_pairs(
+        (0..MAX_ENTRIES as u64 - 1).map(|i| (ActorId::new(0xbad0 + i, 0), 1)),
+    );
+    let past_limit = {
+        // One past the decoder's limit cannot even be encoded by the library: flip the bytes.
+        let mut s = raised.to_context_string();
+        s.push_str("AAAA");
+        s
+    };
+    for (name, forged, expected) in [
+        ("counter at the limit", raised.to_context_string(), 409),
+        ("1023 made-up actors", crowd.to_context_string(), 409),
+        ("malformed", past_limit, 400),
+    ] {
+        for node in 1..=3 {
+            let (status, _) = c.put(node, "victim", "evil", Some(&forged)).await;
+            assert_eq!(status, expected, "{name} through node {node}");
+        }
+    }
+    // Nothing was stored, and the key reads and writes as before through every node.
+    for node in 1..=3 {
+        let (status, values, _) = c.get(node, "victim").await;
+        assert_eq!(
+            (status, values),
+            (200, vec!["v1".to_string()]),
+            "node {node}"
+        );
+    }
+    let (_, _, ctx) = c.get(2, "victim").await;
+    assert_eq!(c.put(3, "victim", "v2", ctx.as_deref()).await.0, 204);
+    for node in 1..=3 {
+        let (status, values, _) = c.get(node, "victim").await;
+        assert_eq!(
+            (status, values),
+            (200, vec!["v2".to_string()]),
+            "node {node}"
+        );
+    }
+    for node in 1..=3 {
+        assert!(c.is_running(node));
+    }
+}
