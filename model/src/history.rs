@@ -50,6 +50,8 @@ pub struct History {
     pub repaired: bool,
     /// A put was answered with `Fail`.
     pub put_failed: bool,
+    /// A put was refused for a context ahead of its coordinator (`PutStale`).
+    pub stale_refused: bool,
 }
 
 impl Rewrite<Id> for History {
@@ -224,8 +226,16 @@ pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
                 put_failed: true,
                 ..h.clone()
             }),
+            Msg::PutStale { .. } if !h.stale_refused => Some(History {
+                stale_refused: true,
+                ..h.clone()
+            }),
             _ => None,
         },
+        Msg::PutStale { .. } if !h.stale_refused => Some(History {
+            stale_refused: true,
+            ..h.clone()
+        }),
         Msg::Fail { put: true, .. } if !h.put_failed => Some(History {
             put_failed: true,
             ..h.clone()

@@ -68,6 +68,14 @@ pub enum Msg {
         /// Ghost: the put's request context.
         asked: VersionVector,
     },
+    /// Coordinator → client: the put's context names versions the coordinator's clock does
+    /// not hold (HTTP 409, the node's `Stale`): nothing was stored, and the coordinator reads
+    /// the key from every primary so that read repair brings it up to date. A client treats it
+    /// like a failure.
+    PutStale {
+        /// The request answered.
+        req: RequestId,
+    },
     /// Coordinator → client: too few replicas answered in time (HTTP 503).
     Fail {
         /// The request answered.
@@ -227,6 +235,9 @@ impl Rewrite<Id> for Msg {
                 req: req.rewrite(plan),
                 put: *put,
             },
+            Msg::PutStale { req } => Msg::PutStale {
+                req: req.rewrite(plan),
+            },
             Msg::Read { req, key } => Msg::Read {
                 req: req.rewrite(plan),
                 key: *key,
@@ -284,10 +295,13 @@ impl Msg {
         }
     }
 
-    /// The request a client reply answers (`GetOk`, `PutOk`, `Fail`), if it is one.
+    /// The request a client reply answers (`GetOk`, `PutOk`, `PutStale`, `Fail`), if it is one.
     pub fn answers(&self) -> Option<RequestId> {
         match self {
-            Msg::GetOk { req, .. } | Msg::PutOk { req, .. } | Msg::Fail { req, .. } => Some(*req),
+            Msg::GetOk { req, .. }
+            | Msg::PutOk { req, .. }
+            | Msg::PutStale { req }
+            | Msg::Fail { req, .. } => Some(*req),
             _ => None,
         }
     }

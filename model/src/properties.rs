@@ -226,6 +226,11 @@ pub fn put_failed(_: &ShoalModel, state: &SysState) -> bool {
     state.history.put_failed
 }
 
+/// Sometimes: a put was refused because its context was ahead of its coordinator.
+pub fn stale_put_refused(_: &ShoalModel, state: &SysState) -> bool {
+    state.history.stale_refused
+}
+
 /// Sometimes: a forwarded put was acknowledged to the server that forwarded it.
 pub fn forward_acknowledged(_: &ShoalModel, state: &SysState) -> bool {
     state.history.forwarded
@@ -244,6 +249,20 @@ pub type Prop = (
     &'static str,
     fn(&ShoalModel, &SysState) -> bool,
 );
+
+/// Whether a put's context can be ahead of its coordinator: a client reads, then writes with
+/// the context through a coordinator that may differ from the get's (another coordinator, or
+/// any server with forwarding: a get is coordinated where it lands, a put by the first
+/// primary). DVVSet only.
+fn can_be_stale(cfg: &crate::config::Config) -> bool {
+    let s = &cfg.settings;
+    let rmw = cfg.scripts.iter().any(|ops| {
+        ops.iter()
+            .skip_while(|o| !matches!(o, crate::config::Op::Get(_)))
+            .any(|o| matches!(o, crate::config::Op::Put(_) | crate::config::Op::Delete(_)))
+    });
+    s.scheme == Scheme::Dvv && rmw && (s.forwarding || s.coordinators >= 2)
+}
 
 /// The properties that apply to a configuration (a mechanism switched off has no "sometimes").
 pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
@@ -343,6 +362,13 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             Expectation::Sometimes,
             "a forwarded put is acknowledged",
             forward_acknowledged,
+        ));
+    }
+    if can_be_stale(cfg) {
+        p.push((
+            Expectation::Sometimes,
+            "a put with a stale context is refused",
+            stale_put_refused,
         ));
     }
     p

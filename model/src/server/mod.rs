@@ -397,7 +397,7 @@ impl Server<'_> {
             Msg::HandoffAck { key, clock } => self.handoff_acked(st, src, key, &clock, o),
             Msg::Sync { entries } => self.sync(st, entries, o),
             Msg::Reap { key, clock } => self.reap_if_current(st, key, &clock, o),
-            Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::Fail { .. } => {}
+            Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::PutStale { .. } | Msg::Fail { .. } => {}
         }
     }
 

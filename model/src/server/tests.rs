@@ -387,3 +387,85 @@ fn the_coordinator_of_a_delete_reaps_its_own_copy_at_once() {
         .collect();
     assert_eq!(reaps, vec![Id::from(1)], "the other primaries are told");
 }
+
+#[test]
+fn a_put_whose_context_is_ahead_is_refused_and_the_coordinator_catches_up() {
+    let cfg = Settings {
+        sloppy: false,
+        read_repair: true,
+        ..settings(1)
+    };
+    let server = Server { cfg: &cfg };
+    // Server 1 has not received the client's first write (made at server 0): a put with the
+    // context read from server 0 is ahead of it.
+    let s = boot(&cfg, 1);
+    let mut st = Cow::Borrowed(&s);
+    let req = RequestId {
+        client: client(),
+        seq: 2,
+    };
+    let ahead = Msg::Put {
+        req,
+        key: 0,
+        context: first_write().context(),
+        value: Value {
+            client: client(),
+            seq: 2,
+            key: 0,
+            tomb: false,
+        },
+        seen: first_write().values(),
+    };
+    let mut o = Out::new();
+    server.on_msg(&mut st, client(), ahead.clone(), &mut o);
+    let sent = sends(&o);
+    assert_eq!(sent[0], (client(), &Msg::PutStale { req }), "{sent:?}");
+    let reads: Vec<Id> = sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Read { .. }))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(reads, vec![Id::from(0), Id::from(2)], "every other primary");
+    assert!(
+        st.store.data.is_empty() && st.puts.is_empty(),
+        "nothing stored"
+    );
+    // Server 0's answer brings server 1 up to date (its own answer, empty, differs).
+    let reply = Msg::ReadReply {
+        req,
+        clock: first_write(),
+    };
+    server.on_msg(&mut st, Id::from(0), reply, &mut Out::new());
+    let reply = Msg::ReadReply {
+        req,
+        clock: Clock::empty(Scheme::Dvv),
+    };
+    let mut o = Out::new();
+    server.on_msg(&mut st, Id::from(2), reply, &mut o);
+    assert!(sends(&o)
+        .iter()
+        .all(|(_, m)| !matches!(m, Msg::GetOk { .. })));
+    assert_eq!(st.store.data.get(&0), Some(&first_write()));
+    assert!(st.gets.is_empty(), "the catch-up ended");
+    // The retry is accepted.
+    let retry = match ahead {
+        Msg::Put {
+            context,
+            value,
+            seen,
+            ..
+        } => Msg::Put {
+            req: RequestId { seq: 3, ..req },
+            key: 0,
+            context,
+            value: Value { seq: 3, ..value },
+            seen,
+        },
+        _ => unreachable!(),
+    };
+    let mut o = Out::new();
+    server.on_msg(&mut st, client(), retry, &mut o);
+    assert!(sends(&o)
+        .iter()
+        .any(|(_, m)| matches!(m, Msg::PutOk { .. })));
+}

@@ -110,6 +110,11 @@ fn show_msg(m: &Msg) -> String {
             usize::from(req.client),
             req.seq
         ),
+        Msg::PutStale { req } => format!(
+            "PutStale c{}#{} (context ahead of the coordinator)",
+            usize::from(req.client),
+            req.seq
+        ),
         Msg::Fail { req, put } => format!(
             "Fail {} c{}#{}",
             if *put { "put" } else { "get" },

@@ -57,6 +57,45 @@ impl Server<'_> {
         self.progress_get(st, req, o);
     }
 
+    /// After refusing a stale put (request `req`): read `key` from every primary so that read
+    /// repair brings this replica, and any other behind, up to date — the node's
+    /// `start_catch_up`. Nobody is answered (the get starts as answered); it ends once all
+    /// `N` answered or at its deadline, and repairs. Without read repair the node's catch-up
+    /// repairs nothing, so the model sends the reads and keeps nothing waiting on them.
+    pub(in crate::server) fn catch_up(
+        &self,
+        st: &mut Cow<ServerState>,
+        req: RequestId,
+        key: Key,
+        o: &mut Out<Wiring>,
+    ) {
+        if st.gets.contains_key(&req) {
+            return;
+        }
+        let me = st.me;
+        let mut replies = BTreeMap::new();
+        for p in self.cfg.ring.preference(key) {
+            if p == me {
+                replies.insert(me, self.local(st, key));
+            } else {
+                o.send(id(p), Msg::Read { req, key });
+            }
+        }
+        if !self.cfg.read_repair {
+            return;
+        }
+        let slot = self.free_slot(st);
+        self.arm(slot, o);
+        let g = GetCoord {
+            slot,
+            key,
+            replies,
+            replied: true,
+        };
+        st.to_mut().gets.insert(req, g);
+        self.progress_get(st, req, o);
+    }
+
     /// A replica's answer to a read of a get in progress: the first from each replica counts.
     pub(in crate::server) fn read_reply(
         &self,

@@ -8,10 +8,16 @@
 //! (the new clock, the request's context) let the properties judge that context. A delete
 //! whose clock holds only tombstones waits on, after answering, for every primary (see
 //! `reap.rs`).
+//!
+//! **A stale context is refused.** A put whose context names versions the coordinator's own
+//! clock does not descend (it read a newer version from another replica) stores nothing: the
+//! client hears `PutStale` (the node's `Stale`, HTTP 409) and the coordinator reads the key
+//! from every primary so that read repair brings it up to date (`get.rs`, `catch_up`).
 
 use super::super::{id, PutCoord, Server, ServerState, Waiter};
 use crate::actor::Wiring;
-use crate::dvv::NodeId;
+use crate::clock::Scheme;
+use crate::dvv::{leq, NodeId};
 use crate::msg::Msg;
 use crate::mutation::Mutation;
 use crate::value::{Key, RequestId, Value, VersionVector};
@@ -52,6 +58,14 @@ impl Server<'_> {
         o: &mut Out<Wiring>,
     ) {
         if self.served(st, req) {
+            return;
+        }
+        if self.stale(st, key, context) {
+            if self.mark_served(st, req) {
+                self.save(st, o);
+            }
+            self.answer(req, waiter, Msg::PutStale { req }, o);
+            self.catch_up(st, req, key, o);
             return;
         }
         let me = st.me;
@@ -95,6 +109,14 @@ impl Server<'_> {
         self.arm(coord.slot, o);
         s.puts.insert(req, coord);
         self.progress_put(st, req, o);
+    }
+
+    /// Whether a put's `context` names versions this coordinator's clock of `key` does not
+    /// hold (DVVSet only; the node has no other scheme). Such a context is refused, as the
+    /// node refuses it (`start_put`): this replica is behind (the client read a newer version
+    /// elsewhere), and a clock built on it would cover dots this replica has never seen.
+    fn stale(&self, s: &ServerState, key: Key, context: &VersionVector) -> bool {
+        self.cfg.scheme == Scheme::Dvv && !leq(context, &self.local(s, key).context())
     }
 
     /// A replica (or a fallback) saved the put: count it once per server.
