@@ -21,6 +21,11 @@ pub enum Timer {
     Handoff,
     /// A server pushes its changed keys to its peers.
     AntiEntropy,
+    /// A server looks at whether to start a forgetting round for the key (`forget`).
+    Forget(crate::value::Key),
+    /// A message lifetime has passed: a server stops answering "hinted" for the hints it
+    /// handed off and for having just restarted (`forget`).
+    Expire,
     /// A client gives up on its request.
     Client,
 }
@@ -58,6 +63,9 @@ pub enum Wiring {
 /// An actor's state. Servers order before clients and by ring index among themselves, so the
 /// sorting that stateright's symmetry reduction does permutes only clients.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+// Stateright keeps each actor's state behind an `Arc` already; boxing the server's as well
+// would add an allocation to every state the checker clones.
+#[allow(clippy::large_enum_variant)]
 pub enum State {
     /// A server's state.
     Server(ServerState),

@@ -34,6 +34,31 @@ pub type NodeId = u8;
 /// and its counter there.
 pub type Dot = (NodeId, u8);
 
+/// How actors number a server's per-key epochs: actor `server + EPOCH_STRIDE * epoch`.
+///
+/// The node's actors are `(identity, epoch)`: a coordinator continues the newest epoch of its
+/// own in the key's clock, and takes a fresh one for a key whose clock holds none of its own —
+/// after forgetting the key, so that no dot is ever issued twice (`core/actors.rs`). The model
+/// numbers epochs per server and key and folds them into the version vector's index, so that
+/// epoch 0 — every write before a key is forgotten — is the server itself: without
+/// forgetting, actors are servers, as they always were.
+pub const EPOCH_STRIDE: u8 = 16;
+
+/// The actor of `server` in `epoch` (see [`EPOCH_STRIDE`]).
+pub fn actor(server: NodeId, epoch: u8) -> NodeId {
+    server + EPOCH_STRIDE * epoch
+}
+
+/// The server an actor belongs to.
+pub fn server_of(actor: NodeId) -> NodeId {
+    actor % EPOCH_STRIDE
+}
+
+/// The epoch of an actor.
+pub fn epoch_of(actor: NodeId) -> u8 {
+    actor / EPOCH_STRIDE
+}
+
 /// Whether the version vector `vv` covers `dot`.
 pub fn covers(vv: &VersionVector, dot: Dot) -> bool {
     vv.get(&dot.0).is_some_and(|&n| n >= dot.1)

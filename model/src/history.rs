@@ -52,6 +52,61 @@ pub struct History {
     pub put_failed: bool,
     /// A put was refused for a context ahead of its coordinator (`PutStale`).
     pub stale_refused: bool,
+    /// Writes covered by a history a coordinator decided to forget (its `Forget`): gone for
+    /// good, legitimately (they were deleted), and never to be live again.
+    pub forgotten: BTreeSet<Value>,
+    /// Server-to-server messages in flight that carry values, with their multiplicity (only with `forget`): a
+    /// mirror of the network, kept so that a forgetting round's end can note what was then
+    /// in flight (the network itself is not visible to these hooks).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub inflight: BTreeMap<Envelope<Msg>, u8>,
+    /// Per client, the last request a server received (only with `forget`).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub started: BTreeMap<Id, u8>,
+    /// Per forgetting round `(coordinator, round)` that ended, what the grace after it waits
+    /// for (only with `forget`; see [`Grace`]).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub graces: BTreeMap<(u8, u8), Grace>,
+}
+
+/// What must be gone before a second forgetting round may start, the first having ended:
+/// the node's grace (at least a request timeout plus a message lifetime) guarantees that
+/// every message queued before the first round ended has been delivered or expired, and that
+/// every request that started before it has finished, its messages delivered too.
+#[derive(Clone, Debug, Default, Eq, Hash, PartialEq, Serialize)]
+pub struct Grace {
+    /// Messages still in flight that were in flight when the round ended, or were sent since
+    /// by a request that started before it ended. A delivery counts against the oldest copy
+    /// of identical messages first (which copy of two identical messages arrives is not
+    /// observable).
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub msgs: BTreeMap<Envelope<Msg>, u8>,
+    /// Per client, the last request started when the round ended: those up to it are old.
+    #[serde(serialize_with = "crate::pairs::serialize")]
+    pub started: BTreeMap<Id, u8>,
+}
+
+impl Grace {
+    /// Whether request `req` started before the round ended.
+    pub fn old(&self, req: RequestId) -> bool {
+        self.started.get(&req.client).is_some_and(|s| req.seq <= *s)
+    }
+}
+
+fn rewrite_envelopes<S>(
+    m: &BTreeMap<Envelope<Msg>, u8>,
+    plan: &RewritePlan<Id, S>,
+) -> BTreeMap<Envelope<Msg>, u8> {
+    m.iter()
+        .map(|(e, n)| {
+            let e = Envelope {
+                src: e.src.rewrite(plan),
+                dst: e.dst.rewrite(plan),
+                msg: e.msg.rewrite(plan),
+            };
+            (e, *n)
+        })
+        .collect()
 }
 
 impl Rewrite<Id> for History {
@@ -74,17 +129,32 @@ impl Rewrite<Id> for History {
                 .iter()
                 .map(|(r, s)| (r.rewrite(plan), s.rewrite(plan)))
                 .collect(),
+            forgotten: self.forgotten.rewrite(plan),
+            inflight: rewrite_envelopes(&self.inflight, plan),
+            started: self.started.rewrite(plan),
+            graces: self
+                .graces
+                .iter()
+                .map(|(k, g)| {
+                    let g = Grace {
+                        msgs: rewrite_envelopes(&g.msgs, plan),
+                        started: g.started.rewrite(plan),
+                    };
+                    (*k, g)
+                })
+                .collect(),
             ..*self
         }
     }
 }
 
 impl History {
-    /// Everything `live` supersedes, transitively, plus the reaped tombstones and all they
-    /// superseded (a reaped tombstone was deliberately removed once all replicas held it).
+    /// Everything `live` supersedes, transitively, plus the reaped tombstones, the forgotten
+    /// writes and all they superseded (a reaped tombstone was deliberately removed once all
+    /// replicas held it; a forgotten write was covered by a deleted key's history).
     pub fn superseded_by(&self, live: &BTreeSet<Value>) -> BTreeSet<Value> {
-        let mut out = self.reaped.clone();
-        let mut todo: Vec<Value> = live.iter().chain(&self.reaped).copied().collect();
+        let mut out: BTreeSet<Value> = self.reaped.union(&self.forgotten).copied().collect();
+        let mut todo: Vec<Value> = live.iter().chain(&out).copied().collect();
         while let Some(v) = todo.pop() {
             for s in self.writes.get(&v).into_iter().flatten() {
                 if out.insert(*s) {
@@ -201,8 +271,108 @@ impl History {
     }
 }
 
+fn between_servers(cfg: &Config, env: &Envelope<&Msg>) -> bool {
+    let servers = cfg.servers();
+    usize::from(env.src) < servers && usize::from(env.dst) < servers
+}
+
+/// Whether a server-to-server message carries a value some server may store or act on: the
+/// only messages the grace of forgetting must see gone (one without values cannot bring a
+/// write back).
+fn carries_values(cfg: &Config, env: &Envelope<&Msg>) -> bool {
+    between_servers(cfg, env) && env.msg.holds().iter().any(|c| c.size() > 0)
+}
+
+/// The forgetting bookkeeping of a message sent (with `forget`): the mirror of the network,
+/// the messages of requests older than a round's end, and the writes a `Forget` covers.
+fn forget_out(cfg: &Config, h: &History, env: &Envelope<&Msg>) -> Option<History> {
+    if !cfg.settings.forget || !between_servers(cfg, env) {
+        return None;
+    }
+    let mut h = h.clone();
+    if carries_values(cfg, env) {
+        let e = env.to_cloned_msg();
+        *h.inflight.entry(e.clone()).or_insert(0) += 1;
+        if let Some(req) = env.msg.request() {
+            for g in h.graces.values_mut().filter(|g| g.old(req)) {
+                *g.msgs.entry(e.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    if let Msg::Forget { key, clock } = env.msg {
+        let vv = clock.context();
+        let covered: Vec<Value> = h
+            .dots
+            .iter()
+            .filter(|((k, d), _)| k == key && covers(&vv, *d))
+            .map(|(_, v)| *v)
+            .collect();
+        h.forgotten.extend(covered);
+    }
+    Some(h)
+}
+
+/// The forgetting bookkeeping of a message delivered (with `forget`): the mirror of the
+/// network (a delivery removes the oldest copy), requests started, and, at each answer to a
+/// forgetting round, what the grace after it must wait for — the last answer's note is the
+/// round's end.
+fn forget_in(cfg: &Config, h: &History, env: &Envelope<&Msg>) -> Option<History> {
+    if !cfg.settings.forget {
+        return None;
+    }
+    let mut h = h.clone();
+    let to_server = usize::from(env.dst) < cfg.servers();
+    match env.msg {
+        Msg::Put { req, .. } | Msg::Get { req, .. } if to_server => {
+            let last = h.started.entry(req.client).or_insert(0);
+            *last = (*last).max(req.seq);
+        }
+        _ => {}
+    }
+    if !between_servers(cfg, env) {
+        return Some(h);
+    }
+    if carries_values(cfg, env) {
+        let e = env.to_cloned_msg();
+        let take = |m: &mut BTreeMap<Envelope<Msg>, u8>| {
+            if let Some(n) = m.get_mut(&e) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&e);
+                }
+            }
+        };
+        take(&mut h.inflight);
+        for g in h.graces.values_mut() {
+            take(&mut g.msgs);
+        }
+    }
+    if let Msg::ForgetCheckReply { round, .. } = env.msg {
+        let coordinator = u8::try_from(usize::from(env.dst)).unwrap_or(u8::MAX);
+        let g = Grace {
+            msgs: h.inflight.clone(),
+            started: h.started.clone(),
+        };
+        h.graces.insert((coordinator, *round), g);
+    }
+    Some(h)
+}
+
 /// Records a message as it is sent.
 pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
+    let base = forget_out(cfg, h, &env);
+    let now = base.as_ref().unwrap_or(h);
+    record_out_plain(cfg, now, env).or(base)
+}
+
+/// Records a message as it is delivered (and changed its receiver).
+pub fn record_in(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
+    let base = forget_in(cfg, h, &env);
+    let now = base.as_ref().unwrap_or(h);
+    record_in_plain(cfg, now, env).or(base)
+}
+
+fn record_out_plain(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
         Msg::Put { value, seen, .. } if !h.writes.contains_key(value) => {
             let mut h = h.clone();
@@ -255,8 +425,7 @@ pub fn record_out(cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<Hist
     }
 }
 
-/// Records a message as it is delivered (and changed its receiver).
-pub fn record_in(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
+fn record_in_plain(_cfg: &Config, h: &History, env: Envelope<&Msg>) -> Option<History> {
     match env.msg {
         Msg::GetOk { req, seen, .. } => {
             let before = h.get_starts.get(req)?;

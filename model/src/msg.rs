@@ -139,6 +139,10 @@ pub enum Msg {
         key: Key,
         /// The merged clock the get returned.
         clock: Clock,
+        /// Ghost (only with `forget`): the get that sent it, so that the grace can require
+        /// what requests older than a forgetting round sent to be gone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<RequestId>,
     },
     /// Hint holder → owner: the clock held for you while you were suspected.
     Handoff {
@@ -164,6 +168,37 @@ pub enum Msg {
         /// The key.
         key: Key,
         /// The tombstone-only clock all N replicas acknowledged.
+        clock: Clock,
+        /// Ghost (only with `forget`): the delete that sent it (see `Repair`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        req: Option<RequestId>,
+    },
+    /// A key's forgetting coordinator → every other server: what do you hold of `key`?
+    ForgetCheck {
+        /// The round (unique per coordinator: its boot and the round's number).
+        round: u8,
+        /// The key.
+        key: Key,
+    },
+    /// Server → forgetting coordinator: my clock of the key (empty when I hold none) and
+    /// whether I hold a hint for it, handed one off within a message lifetime, or restarted
+    /// within one.
+    ForgetCheckReply {
+        /// The round answered.
+        round: u8,
+        /// The key.
+        key: Key,
+        /// The server's clock of the key (empty: none).
+        clock: Clock,
+        /// Whether a hint for the key may be held or in flight from this server.
+        hinted: bool,
+    },
+    /// Forgetting coordinator → primaries: two rounds a grace apart agreed on this values-free
+    /// history; remove the key if you still hold exactly it.
+    Forget {
+        /// The key.
+        key: Key,
+        /// The history agreed on.
         clock: Clock,
     },
 }
@@ -260,9 +295,10 @@ impl Rewrite<Id> for Msg {
             Msg::ReplicateAck { req } => Msg::ReplicateAck {
                 req: req.rewrite(plan),
             },
-            Msg::Repair { key, clock } => Msg::Repair {
+            Msg::Repair { key, clock, req } => Msg::Repair {
                 key: *key,
                 clock: rw(clock, plan),
+                req: req.map(|r| r.rewrite(plan)),
             },
             Msg::Handoff { key, clock } => Msg::Handoff {
                 key: *key,
@@ -275,7 +311,27 @@ impl Rewrite<Id> for Msg {
             Msg::Sync { entries } => Msg::Sync {
                 entries: entries.iter().map(|(k, v)| (*k, rw(v, plan))).collect(),
             },
-            Msg::Reap { key, clock } => Msg::Reap {
+            Msg::Reap { key, clock, req } => Msg::Reap {
+                key: *key,
+                clock: rw(clock, plan),
+                req: req.map(|r| r.rewrite(plan)),
+            },
+            Msg::ForgetCheck { round, key } => Msg::ForgetCheck {
+                round: *round,
+                key: *key,
+            },
+            Msg::ForgetCheckReply {
+                round,
+                key,
+                clock,
+                hinted,
+            } => Msg::ForgetCheckReply {
+                round: *round,
+                key: *key,
+                clock: rw(clock, plan),
+                hinted: *hinted,
+            },
+            Msg::Forget { key, clock } => Msg::Forget {
                 key: *key,
                 clock: rw(clock, plan),
             },
@@ -303,6 +359,32 @@ impl Msg {
             | Msg::PutStale { req }
             | Msg::Fail { req, .. } => Some(*req),
             _ => None,
+        }
+    }
+
+    /// The client request a server-to-server message belongs to, if any: the request it
+    /// coordinates, forwards or answers for (`Repair` and `Reap` name it only with `forget`).
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Msg::Forward { req, .. }
+            | Msg::ForwardReply { req, .. }
+            | Msg::Read { req, .. }
+            | Msg::ReadReply { req, .. }
+            | Msg::Replicate { req, .. }
+            | Msg::ReplicateAck { req } => Some(*req),
+            Msg::Repair { req, .. } | Msg::Reap { req, .. } => *req,
+            _ => None,
+        }
+    }
+
+    /// Every clock a server-to-server message carries that some server may store or act on:
+    /// what [`Msg::carried_all`] carries, and the clocks of read answers (which a coordinator
+    /// merges and repairs with) and forgetting answers. A `Reap`, a `Forget` and a
+    /// `HandoffAck` name a clock only to compare it.
+    pub fn holds(&self) -> Vec<&Clock> {
+        match self {
+            Msg::ReadReply { clock, .. } | Msg::ForgetCheckReply { clock, .. } => vec![clock],
+            _ => self.carried_all(),
         }
     }
 

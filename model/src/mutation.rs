@@ -26,4 +26,15 @@ pub enum Mutation {
     /// A put's reply hands back the new clock's whole causal context, which may cover
     /// concurrent siblings the client never saw.
     ReplyWholeContext,
+    /// Forgetting removes a history after a single agreeing round, without the grace.
+    ForgetAfterOneRound,
+    /// Forgetting rounds ignore hints: a node holding (or having just handed off) a hint for
+    /// the key does not stop the round agreeing.
+    ForgetIgnoresHints,
+    /// Anti-entropy pushes a values-free history to a replica that holds nothing of the key
+    /// (which may have forgotten it).
+    SyncRespreadsHistory,
+    /// A server that forgot a key starts its next write of it under the same actor, reissuing
+    /// the dots the forgotten history covered (no fresh epoch).
+    ForgetReusesDots,
 }

@@ -82,6 +82,62 @@ pub fn no_lost_write(_: &ShoalModel, state: &SysState) -> bool {
         .all(|a| live.contains(a) || covered.contains(a))
 }
 
+/// No resurrection: a write covered by a history a coordinator decided to forget is never
+/// live again anywhere — as a sibling on a replica (live or saved), in a hint, in a
+/// server-to-server message that carries a clock someone stores or acts on (read answers
+/// included), in a message held undecided, or in what a coordinator holds (a put's clock, a
+/// get's answers).
+pub fn no_resurrection(_: &ShoalModel, state: &SysState) -> bool {
+    let forgotten = &state.history.forgotten;
+    if forgotten.is_empty() {
+        return true;
+    }
+    let live = |c: &Clock| c.values().iter().all(|v| !forgotten.contains(v));
+    let servers = stores(state).len();
+    let stored = stores(state)
+        .iter()
+        .all(|s| s.data.values().all(live) && s.hints.values().all(live));
+    let sent = state
+        .network
+        .iter_deliverable()
+        .all(|env| usize::from(env.dst) >= servers || env.msg.holds().into_iter().all(live));
+    let held = state
+        .actor_states
+        .iter()
+        .zip(&state.crashed)
+        .all(|(a, down)| {
+            let State::Server(s) = &**a else {
+                return true;
+            };
+            let pending = s
+                .pending
+                .as_deref()
+                .is_none_or(|(_, m)| m.holds().into_iter().all(live));
+            *down
+                || (pending
+                    && s.puts.values().all(|p| live(&p.clock))
+                    && s.gets.values().all(|g| g.replies.values().all(live)))
+        });
+    stored && sent && held
+}
+
+/// A server that forgot a history never holds exactly it again (checked without read repair,
+/// which writes back whatever history it read, as the node's does; a history so brought back
+/// is forgotten again later). Anti-entropy in particular does not hand a values-free history
+/// to a replica that holds nothing of the key.
+pub fn forgotten_stays_forgotten(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().all(|s| {
+        s.forgot
+            .iter()
+            .all(|(k, gone)| s.data.get(k).is_none_or(|c| !gone.contains(c)))
+    })
+}
+
+/// Sometimes: a server removed a deleted key's history.
+pub fn key_forgotten(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().any(|s| !s.forgot.is_empty())
+}
+
 /// Siblings are pairwise concurrent: no stored sibling is in another's causal past.
 pub fn siblings_concurrent(_: &ShoalModel, state: &SysState) -> bool {
     let h = &state.history;
@@ -250,6 +306,29 @@ pub type Prop = (
     fn(&ShoalModel, &SysState) -> bool,
 );
 
+/// Whether two writes can be concurrent: writes from two clients, or a client's write with
+/// no context (blind, or before its first get) following another of its writes.
+fn may_have_siblings(cfg: &crate::config::Config) -> bool {
+    use crate::config::Op;
+    let writers = cfg
+        .scripts
+        .iter()
+        .filter(|ops| ops.iter().any(|o| !matches!(o, Op::Get(_))))
+        .count();
+    let alone = cfg.scripts.iter().any(|ops| {
+        let mut wrote = false;
+        let mut read = false;
+        ops.iter().any(|o| {
+            let concurrent =
+                wrote && (matches!(o, Op::Blind(_)) || (!read && !matches!(o, Op::Get(_))));
+            read |= matches!(o, Op::Get(_));
+            wrote |= !matches!(o, Op::Get(_));
+            concurrent
+        })
+    });
+    writers >= 2 || alone
+}
+
 /// Whether a put's context can be ahead of its coordinator: a client reads, then writes with
 /// the context through a coordinator that may differ from the get's (another coordinator, or
 /// any server with forwarding: a get is coordinated where it lands, a put by the first
@@ -285,6 +364,20 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             nothing_comes_back,
         ),
     ];
+    if s.forget {
+        p.push((
+            Expectation::Always,
+            "no forgotten write comes back",
+            no_resurrection,
+        ));
+        if !s.read_repair {
+            p.push((
+                Expectation::Always,
+                "a forgotten history is not spread again",
+                forgotten_stays_forgotten,
+            ));
+        }
+    }
     if cfg.strict_quorum() {
         p.push((
             Expectation::Always,
@@ -321,12 +414,7 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             eventually_converged,
         ));
     }
-    let writes = cfg
-        .scripts
-        .iter()
-        .flatten()
-        .filter(|o| !matches!(o, crate::config::Op::Get(_)));
-    if writes.count() >= 2 && s.scheme == Scheme::Dvv {
+    if may_have_siblings(cfg) && s.scheme == Scheme::Dvv {
         p.push((Expectation::Sometimes, "siblings appear", has_siblings));
     }
     if s.w >= 2 && s.timeouts {
@@ -362,6 +450,13 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
             Expectation::Sometimes,
             "a forwarded put is acknowledged",
             forward_acknowledged,
+        ));
+    }
+    if s.forget {
+        p.push((
+            Expectation::Sometimes,
+            "a deleted key is forgotten",
+            key_forgotten,
         ));
     }
     if can_be_stale(cfg) {

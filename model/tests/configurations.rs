@@ -107,3 +107,8 @@ fn every_ci_configuration_is_pinned_here() {
     ];
     assert_eq!(names, pinned);
 }
+
+#[test]
+fn forget() {
+    pinned("forget", 471261, 3087685);
+}

@@ -99,3 +99,15 @@ fn without_anti_entropy_a_lost_replicate_leaves_replicas_diverged() {
         });
     assert!(lost, "the counterexample loses a Replicate");
 }
+
+#[test]
+fn forgetting_after_one_round_lets_a_forgotten_write_come_back() {
+    let cfg = mutated("forget", Mutation::ForgetAfterOneRound);
+    fails(&cfg, "no forgotten write comes back");
+}
+
+#[test]
+fn anti_entropy_pushing_a_bare_history_spreads_a_forgotten_one_again() {
+    let cfg = mutated("forget", Mutation::SyncRespreadsHistory);
+    fails(&cfg, "a forgotten history is not spread again");
+}

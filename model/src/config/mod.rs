@@ -101,6 +101,16 @@ pub struct Settings {
     pub anti_entropy: bool,
     /// Reaping of tombstones once all N replicas hold them.
     pub reap: bool,
+    /// Forgetting a reaped key's history (the node's `core/forget.rs`): the key's first
+    /// unsuspected primary runs rounds asking every server for its clock of the key and
+    /// whether it holds (or may just have handed off) a hint; two agreeing rounds, the second
+    /// starting once the grace passed, and every primary still holding exactly that history
+    /// removes the key. Needs reaping, and a network that neither drops nor duplicates (the
+    /// grace is stated over messages in flight, see `model.rs`).
+    pub forget: bool,
+    /// How many forgetting rounds a server starts per key and incarnation (bounds the space;
+    /// the node retries for ever).
+    pub forget_rounds: u8,
     /// Clients give up on a request after a timeout (needed when requests or replies can be
     /// dropped; without drops every message arrives, if need be after its receiver recovers).
     pub client_timeouts: bool,
@@ -139,6 +149,8 @@ impl Settings {
             read_repair: false,
             anti_entropy: false,
             reap: false,
+            forget: false,
+            forget_rounds: 2,
             client_timeouts: false,
             timeouts: false,
             dedup: false,
@@ -218,6 +230,7 @@ impl Config {
             (s.read_repair, "read-repair"),
             (s.anti_entropy, "anti-entropy"),
             (s.reap, "reap"),
+            (s.forget, "forget"),
         ] {
             if on {
                 feats.push(name.to_string());
@@ -273,6 +286,17 @@ impl Config {
         }
         if s.reap && s.scheme == Scheme::Classic {
             return Err("reaping needs the DVVSet's causal context".into());
+        }
+        if s.forget && (!s.reap || self.lossy || self.duplicating) {
+            // The grace is the guarantee that every message queued before a round is gone by
+            // the next: the model tracks messages in flight, which drops and duplicates
+            // would falsify (and the node's lifetime bounds both).
+            return Err(
+                "forgetting needs reaping and a network that neither drops nor duplicates".into(),
+            );
+        }
+        if s.forget && !(1..=7).contains(&s.forget_rounds) {
+            return Err("forget rounds must be within 1..=7".into());
         }
         if s.reap && n < 2 {
             // The history learns of a reap from its messages to the other primaries.
@@ -420,6 +444,22 @@ pub fn ci() -> Vec<Config> {
     ]
 }
 
+/// The configurations of forgetting (`forget`), CI's and the larger ones.
+fn forgetting() -> Vec<Config> {
+    vec![
+        // A write, a read and a delete through one coordinator, W = 1: the delete is reaped
+        // and its history forgotten while the write's copy to the other primary may still be
+        // in flight; anti-entropy pushes what changes.
+        Builder::new("forget", 3, 2, 1, 1, &[&["blind0", "get0", "del0"]])
+            .with(|c| {
+                c.settings.reap = true;
+                c.settings.forget = true;
+                c.settings.anti_entropy = true;
+            })
+            .done(),
+    ]
+}
+
 /// The configuration whose exhaustive export the conformance crate replays: three servers,
 /// two clients, a network that drops, a crash, read repair and forwarding (its full check is
 /// run by hand; `tests/export.rs` pins its export).
@@ -475,6 +515,7 @@ pub fn large() -> Vec<Config> {
 /// Every named configuration.
 pub fn all() -> Vec<Config> {
     let mut all = ci();
+    all.extend(forgetting());
     all.extend(large());
     all.push(replay());
     all

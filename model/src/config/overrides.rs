@@ -66,6 +66,12 @@ pub struct Overrides {
     /// Tombstone reaping (`=false` to turn off).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub reap: Option<bool>,
+    /// Forgetting reaped histories (`=false` to turn off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub forget: Option<bool>,
+    /// Forgetting rounds a server starts per key and incarnation.
+    #[arg(long)]
+    pub forget_rounds: Option<u8>,
     /// Maximum messages in flight.
     #[arg(long)]
     pub max_network: Option<usize>,
@@ -108,6 +114,10 @@ impl Overrides {
         s.read_repair = self.read_repair.unwrap_or(s.read_repair);
         s.anti_entropy = self.anti_entropy.unwrap_or(s.anti_entropy);
         s.reap = self.reap.unwrap_or(s.reap);
+        s.forget = self.forget.unwrap_or(s.forget);
+        if let Some(v) = self.forget_rounds {
+            s.forget_rounds = v;
+        }
         if let Some(v) = self.lose {
             s.lose = v;
         }

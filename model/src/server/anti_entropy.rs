@@ -2,7 +2,9 @@
 //!
 //! A replica whose store changed (`dirty`) sets the `AntiEntropy` timer; when it fires, it
 //! sends each peer its clocks of the keys they share, and the peer merges those it
-//! replicates. Because a replica pushes after every change, once changes stop each pair of
+//! replicates — except a values-free history offered to a replica that holds nothing of the
+//! key, which it leaves alone (it may have forgotten the key; see `forget.rs`). Because a
+//! replica pushes after every change, once changes stop each pair of
 //! replicas has merged the other's final state and both hold the join: convergence even when
 //! a `Replicate` was lost. Hash trees would only make the exchange cheaper and are abstracted
 //! away; a push is not repeated without a change, so runs still end.
@@ -11,6 +13,7 @@ use super::{id, Server, ServerState};
 use crate::actor::Wiring;
 use crate::clock::Clock;
 use crate::msg::Msg;
+use crate::mutation::Mutation;
 use crate::value::Key;
 use stateright::actor::Out;
 use std::borrow::Cow;
@@ -48,6 +51,13 @@ impl Server<'_> {
     ) {
         let me = st.me;
         for (key, clock) in entries {
+            // A history without values is not taken by a replica that holds nothing of the
+            // key (the node's responder does not push it there): that replica may have
+            // forgotten the key, and nothing it could hold needs the history to lose.
+            let respread = self.cfg.mutated(Mutation::SyncRespreadsHistory);
+            if clock.is_reaped() && !st.store.data.contains_key(&key) && !respread {
+                continue;
+            }
             if self.cfg.ring.replicates(me, key) {
                 self.merge(st, key, &clock, o);
             }

@@ -117,6 +117,11 @@ impl Server<'_> {
             let s = st.to_mut();
             s.store.hints.remove(&(owner, key));
             self.save(s, o);
+            if self.cfg.forget {
+                // A `Handoff` of this hint may still be in flight for a message lifetime.
+                s.dropped.insert(key);
+                o.set_timer(Timer::Expire, model_timeout());
+            }
         }
     }
 }

@@ -36,6 +36,10 @@
 //! each replica still holding exactly that clock drops the siblings and keeps the causal
 //! context, so a stale copy of a deleted value arriving later is recognised as superseded.
 //!
+//! **Forgetting.** A reaped key's history is removed once two rounds of asking every server,
+//! a grace apart, agreed that every primary holds exactly that history and no hint is around
+//! (see `forget.rs`); a server's next write of a key it forgot takes a fresh epoch.
+//!
 //! **Where each mechanism lives.** This file holds the state, the entry points and the helpers
 //! every mechanism shares (reading, storing and merging a key durably); `handle` only
 //! dispatches each message to the mechanism that owns it:
@@ -48,6 +52,7 @@
 //! - `read_repair.rs`: writing a get's merge back to the stale replicas;
 //! - `anti_entropy.rs`: pushing changed keys to peers and merging theirs;
 //! - `reap.rs`: reaping a tombstone all primaries hold;
+//! - `forget.rs`: forgetting a reaped key's history once nothing older can come back;
 //! - `loss.rs`: the bounded-loss fault (`lose`), holding a message until it is kept or lost.
 
 use crate::actor::{Timer, Wiring};
@@ -65,6 +70,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod anti_entropy;
 mod coordinator;
+mod forget;
 mod handoff;
 mod loss;
 mod read_repair;
@@ -94,6 +100,16 @@ pub struct Store {
     /// Ghost: replication messages this server lost (the bounded-loss fault; never read by the
     /// protocol, kept with the store so a crash does not renew the budget; 0 unless `lose`).
     pub lost: u8,
+    /// Per key, the epoch of this server's next fresh actor (see [`crate::dvv::EPOCH_STRIDE`]):
+    /// raised when the server forgets a key whose history holds one of its actors, so that a
+    /// later write of the key never reissues a dot (the node's durable epoch lease). Absent:
+    /// epoch 0.
+    #[serde(default)]
+    pub epochs: BTreeMap<Key, u8>,
+    /// Ghost: the histories this server removed on a `Forget` (never read by the protocol;
+    /// "a forgotten history is not spread again" checks it does not hold them again).
+    #[serde(with = "crate::pairs", default)]
+    pub forgot: BTreeMap<Key, BTreeSet<Clock>>,
 }
 
 impl Rewrite<Id> for Store {
@@ -113,6 +129,12 @@ impl Rewrite<Id> for Store {
             gone: self.gone.rewrite(plan),
             boots: self.boots,
             lost: self.lost,
+            epochs: self.epochs.clone(),
+            forgot: self
+                .forgot
+                .iter()
+                .map(|(k, cs)| (*k, cs.iter().map(|c| c.rewrite(plan)).collect()))
+                .collect(),
         }
     }
 }
@@ -175,6 +197,33 @@ pub struct FwdCoord {
     pub target: NodeId,
 }
 
+/// A forgetting round in progress (see `forget.rs`).
+#[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct ForgetRound {
+    /// The round's number: unique per server (its boot and how many rounds it started).
+    pub id: u8,
+    /// The servers that have not answered.
+    pub waiting: BTreeSet<NodeId>,
+    /// The primaries' answers (an empty clock: the primary holds none), this server's own
+    /// included when it is one.
+    #[serde(with = "crate::pairs")]
+    pub clocks: BTreeMap<NodeId, Clock>,
+    /// Whether some server holds, or may have just handed off, a hint for the key.
+    pub hinted: bool,
+}
+
+/// What a key's forgetting coordinator remembers of its rounds (volatile, as in the node).
+#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
+pub struct ForgetCoord {
+    /// Rounds started for the key by this incarnation (at most `forget_rounds`).
+    pub started: u8,
+    /// The history the last agreeing round agreed on, and that round's number: the first of
+    /// the two rounds a forget needs.
+    pub agreed: Option<(Clock, u8)>,
+    /// The round in progress.
+    pub round: Option<ForgetRound>,
+}
+
 /// A server's state: its durable store mirrored in memory plus volatile coordination state.
 #[derive(Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize, Deserialize)]
 pub struct ServerState {
@@ -201,6 +250,15 @@ pub struct ServerState {
     /// choice between the two is pending (only with `lose`; the server does nothing else
     /// meanwhile, so receiving and choosing act as one step).
     pub pending: Option<Box<(Id, Msg)>>,
+    /// Forgetting rounds this server coordinates, per key (`forget`).
+    #[serde(with = "crate::pairs")]
+    pub forgets: BTreeMap<Key, ForgetCoord>,
+    /// Keys whose hint this server dropped less than a message lifetime ago: a `Handoff` it
+    /// sent may still be in flight, so it answers forgetting rounds "hinted" (`forget`).
+    pub dropped: BTreeSet<Key>,
+    /// The server restarted less than a message lifetime ago: what it sent before its crash
+    /// may still be in flight, so it answers every forgetting round "hinted" (`forget`).
+    pub young: bool,
 }
 
 impl Rewrite<Id> for ServerState {
@@ -243,6 +301,24 @@ impl Rewrite<Id> for ServerState {
                 .pending
                 .as_ref()
                 .map(|p| Box::new((p.0.rewrite(plan), p.1.rewrite(plan)))),
+            forgets: self
+                .forgets
+                .iter()
+                .map(|(k, f)| {
+                    let mut f = f.clone();
+                    f.agreed = f.agreed.map(|(c, r)| (c.rewrite(plan), r));
+                    if let Some(r) = f.round.as_mut() {
+                        r.clocks = r
+                            .clocks
+                            .iter()
+                            .map(|(n, c)| (*n, c.rewrite(plan)))
+                            .collect();
+                    }
+                    (*k, f)
+                })
+                .collect(),
+            dropped: self.dropped.clone(),
+            young: self.young,
         }
     }
 }
@@ -274,7 +350,13 @@ impl Server<'_> {
         if offer {
             o.set_timer(Timer::Handoff, model_timeout());
         }
-        ServerState {
+        // A restart (not the first start: nothing was sent before it) answers forgetting
+        // rounds "hinted" for a message lifetime.
+        let young = self.cfg.forget && store.boots > 1;
+        if young {
+            o.set_timer(Timer::Expire, model_timeout());
+        }
+        let s = ServerState {
             me,
             store,
             suspects: BTreeSet::new(),
@@ -284,7 +366,16 @@ impl Server<'_> {
             dirty,
             offer,
             pending: None,
+            forgets: BTreeMap::new(),
+            dropped: BTreeSet::new(),
+            young,
+        };
+        for (&key, clock) in &s.store.data {
+            if clock.is_reaped() {
+                self.consider_forgetting(&s, key, o);
+            }
         }
+        s
     }
 
     fn local(&self, s: &ServerState, key: Key) -> Clock {
@@ -312,11 +403,15 @@ impl Server<'_> {
         s.store
             .gone
             .extend(old.values().into_iter().filter(|v| !kept.contains(v)));
+        let history = new.is_reaped();
         s.store.data.insert(key, new);
         self.save(s, o);
         if self.cfg.anti_entropy && !s.dirty {
             s.dirty = true;
             o.set_timer(Timer::AntiEntropy, model_timeout());
+        }
+        if history && !old.is_reaped() {
+            self.consider_forgetting(s, key, o);
         }
         true
     }
@@ -342,7 +437,20 @@ impl Server<'_> {
             self.hold(st, src, msg, o);
             return;
         }
+        let from_server = usize::from(src) < usize::from(self.cfg.ring.servers);
         self.handle(st, src, msg, o);
+        if self.cfg.forget
+            && std::env::var("NOCONSUME").is_err()
+            && from_server
+            && matches!(st, Cow::Borrowed(_))
+            && o.is_empty()
+        {
+            // A message that changes nothing is still delivered, and gone: stateright would
+            // leave it in flight for ever, which with forgetting — a store can shrink, and a
+            // message harmless now be harmful later — would model a message older than the
+            // node's lifetime. Re-saving the unchanged store makes the delivery a step.
+            o.save(st.store.clone());
+        }
     }
 
     /// Resolves a held message: processes it, or loses it exactly as a dropped message (no
@@ -392,11 +500,19 @@ impl Server<'_> {
                 clock,
                 hint: Some(owner),
             } => self.hold_hint(st, src, req, (owner, key), clock, o),
-            Msg::Repair { key, clock } => self.repair(st, key, &clock, o),
+            Msg::Repair { key, clock, .. } => self.repair(st, key, &clock, o),
             Msg::Handoff { key, clock } => self.take_handoff(st, src, key, clock, o),
             Msg::HandoffAck { key, clock } => self.handoff_acked(st, src, key, &clock, o),
             Msg::Sync { entries } => self.sync(st, entries, o),
-            Msg::Reap { key, clock } => self.reap_if_current(st, key, &clock, o),
+            Msg::Reap { key, clock, .. } => self.reap_if_current(st, key, &clock, o),
+            Msg::ForgetCheck { round, key } => self.forget_check(st, src, round, key, o),
+            Msg::ForgetCheckReply {
+                round,
+                key,
+                clock,
+                hinted,
+            } => self.forget_reply(st, src, (round, key), clock, hinted, o),
+            Msg::Forget { key, clock } => self.forget_if_current(st, key, &clock, o),
             Msg::GetOk { .. } | Msg::PutOk { .. } | Msg::PutStale { .. } | Msg::Fail { .. } => {}
         }
     }
@@ -409,6 +525,7 @@ impl Server<'_> {
                 | Msg::ReadReply { .. }
                 | Msg::HandoffAck { .. }
                 | Msg::ForwardReply { .. }
+                | Msg::ForgetCheckReply { .. }
         );
         if let Ok(p) = NodeId::try_from(usize::from(src)) {
             if answer && st.suspects.contains(&p) {
@@ -429,6 +546,8 @@ impl Server<'_> {
             Timer::Deadline(slot) => self.deadline(st, *slot, o),
             Timer::Handoff => self.offer_hints(st, o),
             Timer::AntiEntropy => self.push(st, o),
+            Timer::Forget(key) => self.start_round(st, *key, o),
+            Timer::Expire => self.expire(st),
             Timer::Client => {}
         }
     }

@@ -11,12 +11,19 @@
 use super::{id, GetCoord, Server, ServerState};
 use crate::actor::Wiring;
 use crate::msg::Msg;
+use crate::value::RequestId;
 use stateright::actor::Out;
 use std::borrow::Cow;
 
 impl Server<'_> {
     /// Sends the merge of the get's answers to every replica whose answer differs from it.
-    pub(super) fn read_repair(&self, st: &mut Cow<ServerState>, g: &GetCoord, o: &mut Out<Wiring>) {
+    pub(super) fn read_repair(
+        &self,
+        st: &mut Cow<ServerState>,
+        req: RequestId,
+        g: &GetCoord,
+        o: &mut Out<Wiring>,
+    ) {
         if !self.cfg.read_repair {
             return;
         }
@@ -31,6 +38,7 @@ impl Server<'_> {
                 let m = Msg::Repair {
                     key: g.key,
                     clock: merged.clone(),
+                    req: self.cfg.forget.then_some(req),
                 };
                 o.send(id(node), m);
             }

@@ -13,7 +13,7 @@ use crate::actor::Wiring;
 use crate::clock::Clock;
 use crate::msg::Msg;
 use crate::mutation::Mutation;
-use crate::value::Key;
+use crate::value::{Key, RequestId};
 use stateright::actor::Out;
 use std::borrow::Cow;
 
@@ -33,7 +33,13 @@ impl Server<'_> {
 
     /// At the end of a put's coordination: a delete is reaped on every primary, the
     /// coordinator's own copy at once.
-    pub(super) fn send_reap(&self, st: &mut Cow<ServerState>, c: &PutCoord, o: &mut Out<Wiring>) {
+    pub(super) fn send_reap(
+        &self,
+        st: &mut Cow<ServerState>,
+        req: RequestId,
+        c: &PutCoord,
+        o: &mut Out<Wiring>,
+    ) {
         if !self.reapable(c) {
             return;
         }
@@ -44,6 +50,7 @@ impl Server<'_> {
                 let m = Msg::Reap {
                     key: c.key,
                     clock: c.clock.clone(),
+                    req: self.cfg.forget.then_some(req),
                 };
                 o.send(id(p), m);
             }

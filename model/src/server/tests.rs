@@ -221,6 +221,7 @@ fn reaping_applies_only_to_the_clock_all_replicas_acknowledged() {
     let m = Msg::Reap {
         key: 0,
         clock: tomb,
+        req: None,
     };
     server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
     assert_eq!(st.store.data[&0].values().len(), 2, "a newer write arrived");
@@ -228,6 +229,7 @@ fn reaping_applies_only_to_the_clock_all_replicas_acknowledged() {
     let m = Msg::Reap {
         key: 0,
         clock: current.clone(),
+        req: None,
     };
     server.on_msg(&mut st, Id::from(0), m, &mut Out::new());
     assert!(st.store.data[&0].is_reaped());

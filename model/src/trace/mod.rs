@@ -152,6 +152,12 @@ pub struct TraceSettings {
     pub anti_entropy: bool,
     /// Tombstone reaping.
     pub reap: bool,
+    /// Forgetting reaped histories (absent in traces written before it existed: `false`).
+    #[serde(default)]
+    pub forget: bool,
+    /// Forgetting rounds per key and incarnation (absent: 2).
+    #[serde(default = "default_forget_rounds")]
+    pub forget_rounds: u8,
     /// Per-request deadlines.
     pub timeouts: bool,
     /// Clients give up on a request after a timeout.
@@ -190,6 +196,8 @@ impl TraceSettings {
             read_repair: s.read_repair,
             anti_entropy: s.anti_entropy,
             reap: s.reap,
+            forget: s.forget,
+            forget_rounds: s.forget_rounds,
             timeouts: s.timeouts,
             client_timeouts: s.client_timeouts,
             dedup: s.dedup,
@@ -221,6 +229,8 @@ impl TraceSettings {
                 read_repair: self.read_repair,
                 anti_entropy: self.anti_entropy,
                 reap: self.reap,
+                forget: self.forget,
+                forget_rounds: self.forget_rounds,
                 client_timeouts: self.client_timeouts,
                 timeouts: self.timeouts,
                 dedup: self.dedup,
@@ -234,6 +244,10 @@ impl TraceSettings {
             max_network: self.max_network,
         }
     }
+}
+
+fn default_forget_rounds() -> u8 {
+    2
 }
 
 /// Where one key lives: its preference list and, in ring order, its fallbacks.

@@ -93,9 +93,21 @@ fn show_msg(m: &Msg) -> String {
             hint.map(|h| format!(" hint for {h}")).unwrap_or_default()
         ),
         Msg::ReadReply { clock, .. } => format!("ReadReply {}", show_clock(clock)),
-        Msg::Repair { key, clock } => format!("Repair k{key} {}", show_clock(clock)),
+        Msg::Repair { key, clock, .. } => format!("Repair k{key} {}", show_clock(clock)),
         Msg::Handoff { key, clock } => format!("Handoff k{key} {}", show_clock(clock)),
-        Msg::Reap { key, clock } => format!("Reap k{key} {}", show_clock(clock)),
+        Msg::Reap { key, clock, .. } => format!("Reap k{key} {}", show_clock(clock)),
+        Msg::ForgetCheck { round, key } => format!("ForgetCheck k{key} round {round}"),
+        Msg::ForgetCheckReply {
+            round,
+            key,
+            clock,
+            hinted,
+        } => format!(
+            "ForgetCheckReply k{key} round {round} {}{}",
+            show_clock(clock),
+            if *hinted { " hinted" } else { "" }
+        ),
+        Msg::Forget { key, clock } => format!("Forget k{key} {}", show_clock(clock)),
         Msg::GetOk {
             values, context, ..
         } => {

@@ -148,7 +148,7 @@ impl Server<'_> {
         if g.replied && (everyone || !self.cfg.read_repair) {
             if let Some(g) = st.to_mut().gets.remove(&req) {
                 self.disarm(g.slot, o);
-                self.read_repair(st, &g, o);
+                self.read_repair(st, req, &g, o);
             }
         }
     }
@@ -167,7 +167,7 @@ impl Server<'_> {
         if !g.replied {
             o.send(req.client, Msg::Fail { req, put: false });
         }
-        self.read_repair(st, &g, o);
+        self.read_repair(st, req, &g, o);
     }
 
     /// The merge of every answer a get received.

@@ -17,7 +17,7 @@
 use super::super::{id, PutCoord, Server, ServerState, Waiter};
 use crate::actor::Wiring;
 use crate::clock::Scheme;
-use crate::dvv::{leq, NodeId};
+use crate::dvv::{actor, leq, server_of, NodeId};
 use crate::msg::Msg;
 use crate::mutation::Mutation;
 use crate::value::{Key, RequestId, Value, VersionVector};
@@ -69,7 +69,9 @@ impl Server<'_> {
             return;
         }
         let me = st.me;
-        let clock = self.local(st, key).update(context, me, value);
+        let clock = self
+            .local(st, key)
+            .update(context, self.actor_for(st, key), value);
         let unsaved = self.mark_served(st, req);
         if !self.store(st, key, clock.clone(), o) && unsaved {
             self.save(st, o);
@@ -117,6 +119,19 @@ impl Server<'_> {
     /// elsewhere), and a clock built on it would cover dots this replica has never seen.
     fn stale(&self, s: &ServerState, key: Key, context: &VersionVector) -> bool {
         self.cfg.scheme == Scheme::Dvv && !leq(context, &self.local(s, key).context())
+    }
+
+    /// The actor this server writes `key` under: the newest of its own in the key's clock,
+    /// else a fresh one in the key's next epoch (epoch 0 until the key is forgotten here; see
+    /// [`crate::dvv::EPOCH_STRIDE`]).
+    fn actor_for(&self, s: &ServerState, key: Key) -> NodeId {
+        let own = self
+            .local(s, key)
+            .context()
+            .into_keys()
+            .filter(|a| server_of(*a) == s.me)
+            .max();
+        own.unwrap_or_else(|| actor(s.me, s.store.epochs.get(&key).copied().unwrap_or(0)))
     }
 
     /// A replica (or a fallback) saved the put: count it once per server.
@@ -184,7 +199,7 @@ impl Server<'_> {
                 return;
             };
             self.disarm(c.slot, o);
-            self.send_reap(st, &c, o);
+            self.send_reap(st, req, &c, o);
         }
     }
 
