@@ -69,6 +69,9 @@ pub mod defaults {
     pub const MAX_IN_FLIGHT: usize = 1024;
     /// Bytes of client request bodies a node holds at once (admitted requests).
     pub const REQUEST_BYTES: usize = 256 << 20;
+    /// Bytes of one memtable of stored clocks (fjall's default). The store holds at most five
+    /// (one filling, four sealed waiting for their flush; a fifth stalls writes).
+    pub const MEMTABLE_BYTES: u64 = 64 << 20;
     /// Bytes of peer messages waiting for the core.
     pub const PEER_INPUT_BYTES: usize = 256 << 20;
     /// Longest request timeout accepted, in milliseconds (one hour).
@@ -142,6 +145,9 @@ fn default_max_in_flight() -> usize {
 fn default_request_bytes() -> usize {
     defaults::REQUEST_BYTES
 }
+fn default_memtable_bytes() -> u64 {
+    defaults::MEMTABLE_BYTES
+}
 
 /// Everything one node needs to start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +209,10 @@ pub struct NodeConfig {
     /// outside (`503` with `Retry-After`).
     #[serde(default = "default_request_bytes")]
     pub request_bytes: usize,
+    /// Bytes of one memtable of the stored clocks; the store holds up to five before writes
+    /// stall, so this bounds the storage engine's write buffers (at least 1 MiB).
+    #[serde(default = "default_memtable_bytes")]
+    pub memtable_bytes: u64,
     /// Append every client operation's invocation and completion to this file as JSON lines
     /// (see `shoal::recorder`); for tests and audits, off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -332,6 +342,7 @@ impl NodeConfig {
             delete_grace_ms: defaults::DELETE_GRACE_MS,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             request_bytes: defaults::REQUEST_BYTES,
+            memtable_bytes: defaults::MEMTABLE_BYTES,
             record_history: None,
             tls: TlsConfig::default(),
             nodes,
@@ -391,6 +402,12 @@ impl NodeConfig {
             return invalid(format!(
                 "request_bytes = {} must be at least max_value_bytes = {}, or no write fits",
                 self.request_bytes, self.max_value_bytes
+            ));
+        }
+        if self.memtable_bytes < 1 << 20 {
+            return invalid(format!(
+                "memtable_bytes = {} must be at least 1048576 (1 MiB)",
+                self.memtable_bytes
             ));
         }
         if !self.nodes.iter().any(|m| m.id == self.id) {
@@ -545,6 +562,7 @@ mod tests {
         refused(|c| c.max_value_bytes = 0, "max_value_bytes");
         refused(|c| c.max_in_flight = 0, "max_in_flight");
         refused(|c| c.request_bytes = 1, "request_bytes");
+        refused(|c| c.memtable_bytes = 4096, "memtable_bytes");
         refused(|c| c.http = c.peer, "different addresses");
         refused(|c| c.nodes[1].id = 1, "appears twice");
         refused(|c| c.nodes[2].peer = c.nodes[1].peer, "appears twice");

@@ -175,7 +175,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
     let ring = config.validate()?;
     let tls = crate::tls::load(&config.tls, config.id, &config.nodes)?;
     let me = NodeId(config.id);
-    let storage = Storage::open(&config.data_dir)?;
+    let storage = Storage::open_with(&config.data_dir, config.memtable_bytes)?;
     if let Some(stored) = storage.check_partitions(config.partitions)? {
         return Err(StartError::PartitionsChanged {
             stored,

@@ -73,15 +73,23 @@ pub(crate) const EPOCH_LEASE_KEY: &[u8] = b"epoch_lease";
 const MAX_BATCH: usize = 4096;
 
 impl Storage {
-    /// Opens (or creates) the database under `dir`.
+    /// Opens (or creates) the database under `dir`, with fjall's default memtable size.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        Storage::open_with(dir, crate::config::defaults::MEMTABLE_BYTES)
+    }
+
+    /// Opens (or creates) the database under `dir`; the clocks' memtables hold at most
+    /// `memtable_bytes` each, which bounds the engine's write buffers in bytes.
+    pub fn open_with(dir: &Path, memtable_bytes: u64) -> Result<Storage, StorageError> {
         let err = |source| StorageError::Open {
             path: dir.display().to_string(),
             source,
         };
         let db = Database::builder(dir).open().map_err(err)?;
         let data = db
-            .keyspace("data", KeyspaceCreateOptions::default)
+            .keyspace("data", || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
+            })
             .map_err(err)?;
         let hints = db
             .keyspace("hints", KeyspaceCreateOptions::default)

@@ -167,8 +167,14 @@ impl Cluster {
             let data = dir.path().join(format!("n{id}"));
             std::fs::create_dir_all(&data).expect("node dir");
             let config = data.join("node.toml");
+            // 64 KiB values unless the test's own lines say otherwise.
+            let value_limit = if extra.contains("max_value_bytes") {
+                ""
+            } else {
+                "max_value_bytes = 65536\n"
+            };
             let text = format!(
-                "id = {id}\nhttp = \"{http}\"\npeer = \"{peer}\"\ndata_dir = \"{}\"\nsecret_file = \"{}\"\npartitions = {PARTITIONS}\nn = {n}\nr = {r}\nw = {w}\nrequest_timeout_ms = {}\nmax_value_bytes = 65536\n{extra}\n{members}",
+                "id = {id}\nhttp = \"{http}\"\npeer = \"{peer}\"\ndata_dir = \"{}\"\nsecret_file = \"{}\"\npartitions = {PARTITIONS}\nn = {n}\nr = {r}\nw = {w}\nrequest_timeout_ms = {}\n{value_limit}{extra}\n{members}",
                 data.join("db").display(),
                 secret.display(),
                 REQUEST_TIMEOUT.as_millis(),
