@@ -233,62 +233,105 @@ pub struct Report {
     pub keys: usize,
 }
 
+/// A set of writes, by index: histories have thousands of writes, each superseding many.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn insert(&mut self, i: usize) {
+        if self.0.len() <= i / 64 {
+            self.0.resize(i / 64 + 1, 0);
+        }
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn union(&mut self, other: &Bits) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a |= b;
+        }
+    }
+}
+
 /// What the observation says each write and each context covers.
 struct Knowledge<'a> {
+    /// Writes of values, by value, with their index.
+    index: HashMap<&'a str, usize>,
     /// Values each handed-out context covers directly (what the answer returned).
-    context_values: HashMap<&'a str, BTreeSet<&'a str>>,
-    /// Writes by value.
-    writes: HashMap<&'a str, &'a Op>,
-    memo: std::cell::RefCell<HashMap<&'a str, BTreeSet<&'a str>>>,
+    context_values: HashMap<&'a str, Vec<usize>>,
+    /// Per write of a value (by index): every write its context covered.
+    sup: Vec<Bits>,
 }
 
 impl<'a> Knowledge<'a> {
     fn new(history: &'a History) -> Self {
-        let mut context_values: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-        let mut writes = HashMap::new();
+        let mut index = HashMap::new();
+        let mut puts = Vec::new();
         for op in &history.ops {
             if let (Kind::Put, Some(v)) = (op.kind, &op.value) {
-                writes.insert(v.as_str(), op);
+                index.insert(v.as_str(), puts.len());
+                puts.push(op);
             }
+        }
+        let mut context_values: HashMap<&str, Vec<usize>> = HashMap::new();
+        for op in &history.ops {
             let Some(c) = &op.completed else { continue };
             let Some(ctx) = &c.context else { continue };
+            let returned: Vec<&str> = match op.kind {
+                Kind::Get => c.values.iter().map(String::as_str).collect(),
+                // A put's answer covers its value unless the node had to answer with the
+                // request's own context (the new value has siblings the writer never saw).
+                Kind::Put if op.context.as_ref() != Some(ctx) => {
+                    op.value.as_deref().into_iter().collect()
+                }
+                Kind::Put | Kind::Delete => Vec::new(),
+            };
             let covered = context_values.entry(ctx.as_str()).or_default();
-            match op.kind {
-                Kind::Get => covered.extend(c.values.iter().map(String::as_str)),
-                Kind::Put => covered.extend(op.value.as_deref()),
-                Kind::Delete => {}
-            }
+            covered.extend(returned.into_iter().filter_map(|v| index.get(v).copied()));
         }
-        Knowledge {
+        let mut know = Knowledge {
+            index,
             context_values,
-            writes,
-            memo: Default::default(),
+            sup: Vec::with_capacity(puts.len()),
+        };
+        // In invocation order: what a write's context covers was written before it.
+        for (i, op) in puts.iter().enumerate() {
+            let mut covered = know.covers(op.context.as_deref()).unwrap_or_default();
+            // A value never supersedes itself (a context from a later answer cannot be used).
+            if covered.contains(i) {
+                covered.0[i / 64] &= !(1 << (i % 64));
+            }
+            know.sup.push(covered);
         }
+        know
     }
 
-    /// Every value a context covers: what its answer returned, and what those superseded.
-    fn covers(&self, context: Option<&'a str>) -> Option<BTreeSet<&'a str>> {
-        let context = context?;
-        let direct = self.context_values.get(context)?;
-        let mut all = direct.clone();
-        for v in direct {
-            all.extend(self.supersedes(v));
+    /// Every write a context covers: what its answer returned, and what those superseded
+    /// (as far as known yet); `None` if no recorded answer handed it out.
+    fn covers(&self, context: Option<&str>) -> Option<Bits> {
+        let direct = self.context_values.get(context?)?;
+        let mut all = Bits::default();
+        for &i in direct {
+            all.insert(i);
+            if let Some(s) = self.sup.get(i) {
+                all.union(s);
+            }
         }
         Some(all)
     }
 
-    /// What the write of value `v` superseded.
-    fn supersedes(&self, v: &'a str) -> BTreeSet<&'a str> {
-        if let Some(s) = self.memo.borrow().get(v) {
-            return s.clone();
+    /// Whether the write of `v` superseded the write of `a`.
+    fn superseded(&self, v: &str, a: &str) -> bool {
+        match (self.index.get(v), self.index.get(a)) {
+            (Some(&v), Some(&a)) => self.sup.get(v).is_some_and(|s| s.contains(a)),
+            _ => false,
         }
-        let out = self
-            .writes
-            .get(v)
-            .and_then(|op| self.covers(op.context.as_deref()))
-            .unwrap_or_default();
-        self.memo.borrow_mut().insert(v, out.clone());
-        out
     }
 }
 
@@ -313,8 +356,8 @@ pub fn check(history: &History, end: &FinalState) -> Result<Report, Vec<String>>
             report.unknown_contexts += 1;
         }
     }
-    // Values each write may have superseded, for writes that may have taken effect.
-    let superseders: Vec<(&Op, BTreeSet<&str>)> = writes
+    // What each write that may have taken effect covered.
+    let superseders: Vec<(&Op, Bits)> = writes
         .iter()
         .filter(|w| w.possibly_applied())
         .map(|w| (*w, know.covers(w.context.as_deref()).unwrap_or_default()))
@@ -325,30 +368,41 @@ pub fn check(history: &History, end: &FinalState) -> Result<Report, Vec<String>>
         .filter_map(|o| o.completed.as_ref())
         .flat_map(|c| c.values.iter().map(String::as_str))
         .collect();
-    let live_at_end = |key: &str| -> BTreeSet<&str> {
-        end.get(key)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, v)| v.as_ref())
-            .flat_map(|v| v.values.iter().map(String::as_str))
-            .collect()
-    };
     // Certainly took effect: acknowledged, or seen by a read.
     let certain =
         |op: &Op| op.acknowledged() || op.value.as_deref().is_some_and(|v| observed.contains(v));
-    // No acknowledged write lost.
-    let mut justified: HashMap<&str, bool> = HashMap::new();
-    for w in writes.iter().filter(|w| w.kind == Kind::Put) {
-        let Some(v) = w.value.as_deref() else {
-            continue;
-        };
-        if !w.acknowledged() {
-            continue;
-        }
-        if !is_justified(v, w, &superseders, &live_at_end, &mut justified, 0) {
+    // No acknowledged write lost: a write is accounted for if it is live at the end, or a
+    // later write that may have taken effect covered it and is accounted for (or deletes).
+    // Later writes first, so each one's answer is known when an earlier one asks.
+    let n = know.sup.len();
+    let mut accounted = vec![false; n];
+    let mut order: Vec<(usize, &Op)> = writes
+        .iter()
+        .filter_map(|w| Some((*know.index.get(w.value.as_deref()?)?, *w)))
+        .collect();
+    order.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+    for (i, w) in &order {
+        let live = end
+            .get(&w.key)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, v)| v.as_ref())
+            .any(|v| w.value.as_ref().is_some_and(|x| v.values.contains(x)));
+        accounted[*i] = live
+            || superseders.iter().any(|(s, covered)| {
+                s.key == w.key
+                    && covered.contains(*i)
+                    && match s.value.as_deref().and_then(|v| know.index.get(v)) {
+                        Some(&j) => j != *i && accounted[j],
+                        None => s.kind == Kind::Delete,
+                    }
+            });
+        if w.acknowledged() && !accounted[*i] {
             violations.push(format!(
-                "acknowledged write {v:?} of key {} (via node {}) is lost: no replica holds it and no write that took effect superseded it",
-                w.key, w.node
+                "acknowledged write {:?} of key {} (via node {}) is lost: no replica holds it and no write that took effect superseded it",
+                w.value.as_deref().unwrap_or_default(),
+                w.key,
+                w.node
             ));
         }
     }
@@ -360,7 +414,10 @@ pub fn check(history: &History, end: &FinalState) -> Result<Report, Vec<String>>
         for (node, view) in end.get(&op.key).into_iter().flatten() {
             let Some(view) = view else { continue };
             for v in &view.values {
-                if covered.contains(v.as_str()) && Some(v.as_str()) != op.value.as_deref() {
+                let Some(&i) = know.index.get(v.as_str()) else {
+                    continue;
+                };
+                if covered.contains(i) && Some(v.as_str()) != op.value.as_deref() {
                     let what = if op.kind == Kind::Delete {
                         "deleted"
                     } else {
@@ -379,18 +436,21 @@ pub fn check(history: &History, end: &FinalState) -> Result<Report, Vec<String>>
         let Some(c) = &r.completed else { continue };
         for a in &c.values {
             for b in &c.values {
-                if a != b && know.supersedes(b).contains(a.as_str()) {
+                if a != b && know.superseded(b, a) {
                     violations.push(format!(
                         "a read of {} through node {} returned {a:?} and {b:?} as siblings, but {b:?} was written over {a:?}",
                         r.key, r.node
                     ));
                 }
             }
+            let Some(&ai) = know.index.get(a.as_str()) else {
+                continue;
+            };
             let superseded_before = superseders.iter().any(|(w, cov)| {
                 w.key == r.key
                     && w.acknowledged()
                     && w.completed.as_ref().is_some_and(|d| d.at_us < r.invoked_us)
-                    && cov.contains(a.as_str())
+                    && cov.contains(ai)
             });
             report.stale_reads += usize::from(superseded_before);
         }
@@ -422,40 +482,6 @@ pub fn check(history: &History, end: &FinalState) -> Result<Report, Vec<String>>
     } else {
         Err(violations)
     }
-}
-
-/// Whether the write of `v` is accounted for: live at the end, or superseded by a write that
-/// may have taken effect and is itself accounted for (or is a delete).
-fn is_justified<'a>(
-    v: &'a str,
-    w: &Op,
-    superseders: &[(&'a Op, BTreeSet<&'a str>)],
-    live_at_end: &impl Fn(&str) -> BTreeSet<&'a str>,
-    memo: &mut HashMap<&'a str, bool>,
-    depth: usize,
-) -> bool {
-    if let Some(j) = memo.get(v) {
-        return *j;
-    }
-    if live_at_end(&w.key).contains(v) {
-        memo.insert(v, true);
-        return true;
-    }
-    if depth > 10_000 {
-        return false;
-    }
-    memo.insert(v, false);
-    let ok = superseders.iter().any(|(s, covered)| {
-        s.key == w.key
-            && covered.contains(v)
-            && match (s.kind, s.value.as_deref()) {
-                (Kind::Delete, _) => true,
-                (_, Some(sv)) => is_justified(sv, s, superseders, live_at_end, memo, depth + 1),
-                _ => false,
-            }
-    });
-    memo.insert(v, ok);
-    ok
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`abstraction`]: the one function from node state to the model's terms (writes and the
 //!   causal order between them);
 //! - [`history`]: a recorded history of a real run held to the model's invariants;
+//! - [`replay`]: the node's cores driven through the model's traces, compared after every
+//!   step through the abstraction;
 //! - [`sim`]: the seeded simulation of a cluster of cores under faults, checking the model's
 //!   invariants after every step.
 
@@ -14,5 +16,6 @@
 pub mod abstraction;
 pub mod harness;
 pub mod history;
+pub mod replay;
 pub mod sim;
 pub mod store;

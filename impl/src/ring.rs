@@ -136,6 +136,24 @@ impl Ring {
         })
     }
 
+    /// A ring (version 1) over `nodes` whose partition `p` is owned by `owners[p]`: an
+    /// explicit owner table instead of the balanced assignment of [`Ring::new`]. The
+    /// conformance crate builds the placement a model trace names with it (each key's
+    /// preference list and fallbacks are the walk from one partition). `owners.len()` is `Q`
+    /// (a power of two); every owner must be a member.
+    pub fn with_owners(nodes: Vec<NodeSpec>, owners: Vec<NodeId>) -> Result<Ring, RingError> {
+        check_q(u32::try_from(owners.len()).unwrap_or(u32::MAX))?;
+        let nodes = check_nodes(nodes)?;
+        if let Some(stranger) = owners.iter().find(|o| !nodes.iter().any(|n| n.id == **o)) {
+            return Err(RingError::UnknownNode(*stranger));
+        }
+        Ok(Ring {
+            version: 1,
+            nodes,
+            owners,
+        })
+    }
+
     /// The version, bumped by every membership change.
     pub fn version(&self) -> u64 {
         self.version
@@ -513,3 +531,28 @@ fn farthest_from(candidates: &[usize], taken: &BTreeSet<usize>, q: usize) -> Opt
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod owner_table_tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_owner_table_decides_the_walks_and_is_checked() {
+        let nodes: Vec<NodeSpec> = (1..=3).map(NodeSpec::new).collect();
+        let owners: Vec<NodeId> = [1, 2, 3, 1].into_iter().map(NodeId).collect();
+        let ring = Ring::with_owners(nodes.clone(), owners.clone()).expect("valid table");
+        assert_eq!((ring.version(), ring.owners()), (1, owners.as_slice()));
+        let ids = |v: &[u64]| v.iter().copied().map(NodeId).collect::<Vec<_>>();
+        assert_eq!(ring.extended_list(0, 2), ids(&[1, 2, 3]));
+        assert_eq!(ring.preference_list(1, 2), ids(&[2, 3]));
+        assert_eq!(ring.extended_list(2, 2), ids(&[3, 1, 2]));
+        assert_eq!(
+            Ring::with_owners(nodes.clone(), ids(&[1, 2, 3])),
+            Err(RingError::BadPartitionCount(3))
+        );
+        assert_eq!(
+            Ring::with_owners(nodes, ids(&[1, 4])),
+            Err(RingError::UnknownNode(NodeId(4)))
+        );
+    }
+}

@@ -103,6 +103,7 @@ fn main() -> Result<()> {
             }
             println!("Exported for the conformance crate (export pinned by tests):");
             println!("  {}", config::replay().describe());
+            println!("  {}", config::acks().describe());
         }
         Cmd::Check {
             over,

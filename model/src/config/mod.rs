@@ -474,6 +474,18 @@ pub fn replay() -> Config {
         .done()
 }
 
+/// A configuration for the conformance crate's walks: `W = N = 3` over a duplicating
+/// network, where an acknowledgement counted twice would answer a put before three servers
+/// hold it (with `W < N` the coordinator's own copy hides a double count).
+pub fn acks() -> Config {
+    Builder::new("acks", 3, 3, 1, 3, &[&["blind0"], &["blind0", "get0"]])
+        .with(|c| {
+            c.duplicating = true;
+            c.settings.coordinators = 2;
+        })
+        .done()
+}
+
 /// Larger configurations, run by hand; their sizes are in the README.
 pub fn large() -> Vec<Config> {
     vec![
@@ -518,6 +530,7 @@ pub fn all() -> Vec<Config> {
     all.extend(forgetting());
     all.extend(large());
     all.push(replay());
+    all.push(acks());
     all
 }
 

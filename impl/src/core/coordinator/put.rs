@@ -46,7 +46,7 @@ pub(super) struct PutState {
     acked: Vec<NodeId>,
     required: usize,
     required_primaries: usize,
-    /// Whether fallbacks already stood in for silent targets at a deadline.
+    /// Whether fallbacks already stood in for silent targets (at the start or a deadline).
     hinted: bool,
     /// Context to hand back: covers the new value and what the client had seen.
     reply_context: VersionVector,
@@ -195,6 +195,9 @@ impl Coordinator {
         }
         let reply_context = reply_context(&clock, &context, actor);
         let tombstones_only = Holds::of(Some(&clock)) == Holds::Tombstones;
+        // A put that chose fallbacks at its start has gone sloppy already: like the model's,
+        // it does not stand fallbacks in again, and its deadline fails it.
+        let started_sloppy = targets.iter().any(|t| t.hint.is_some());
         let state = PutState {
             key: key.clone(),
             clock: clock.clone(),
@@ -204,7 +207,7 @@ impl Coordinator {
             acked: Vec::new(),
             required: w,
             required_primaries: pw,
-            hinted: false,
+            hinted: started_sloppy,
             reply_context,
             siblings: clock.size(),
             replied: false,
