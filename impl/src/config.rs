@@ -145,6 +145,9 @@ fn default_max_in_flight() -> usize {
 fn default_request_bytes() -> usize {
     defaults::REQUEST_BYTES
 }
+fn default_aae_interval() -> u64 {
+    defaults::AAE_INTERVAL_MS
+}
 fn default_memtable_bytes() -> u64 {
     defaults::MEMTABLE_BYTES
 }
@@ -213,6 +216,10 @@ pub struct NodeConfig {
     /// stall, so this bounds the storage engine's write buffers (at least 1 MiB).
     #[serde(default = "default_memtable_bytes")]
     pub memtable_bytes: u64,
+    /// How often anti-entropy starts an exchange with a replica, in milliseconds; 0 switches
+    /// anti-entropy off (for measuring its cost; replicas then heal only by reads and hints).
+    #[serde(default = "default_aae_interval")]
+    pub anti_entropy_interval_ms: u64,
     /// Append every client operation's invocation and completion to this file as JSON lines
     /// (see `shoal::recorder`); for tests and audits, off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,6 +350,7 @@ impl NodeConfig {
             max_in_flight: defaults::MAX_IN_FLIGHT,
             request_bytes: defaults::REQUEST_BYTES,
             memtable_bytes: defaults::MEMTABLE_BYTES,
+            anti_entropy_interval_ms: defaults::AAE_INTERVAL_MS,
             record_history: None,
             tls: TlsConfig::default(),
             nodes,
@@ -402,6 +410,13 @@ impl NodeConfig {
             return invalid(format!(
                 "request_bytes = {} must be at least max_value_bytes = {}, or no write fits",
                 self.request_bytes, self.max_value_bytes
+            ));
+        }
+        if self.anti_entropy_interval_ms > defaults::MAX_REQUEST_TIMEOUT_MS {
+            return invalid(format!(
+                "anti_entropy_interval_ms = {} must be at most {} (0 switches it off)",
+                self.anti_entropy_interval_ms,
+                defaults::MAX_REQUEST_TIMEOUT_MS
             ));
         }
         if self.memtable_bytes < 1 << 20 {
@@ -504,6 +519,7 @@ impl NodeConfig {
             message_lifetime: Duration::from_millis(
                 self.message_ttl_ms + defaults::HANDSHAKE_TIMEOUT_MS,
             ),
+            aae_interval: Duration::from_millis(self.anti_entropy_interval_ms),
             ..CoreConfig::default()
         }
     }
@@ -563,6 +579,10 @@ mod tests {
         refused(|c| c.max_in_flight = 0, "max_in_flight");
         refused(|c| c.request_bytes = 1, "request_bytes");
         refused(|c| c.memtable_bytes = 4096, "memtable_bytes");
+        refused(
+            |c| c.anti_entropy_interval_ms = u64::MAX,
+            "anti_entropy_interval_ms",
+        );
         refused(|c| c.http = c.peer, "different addresses");
         refused(|c| c.nodes[1].id = 1, "appears twice");
         refused(|c| c.nodes[2].peer = c.nodes[1].peer, "appears twice");
