@@ -33,18 +33,10 @@ impl Server<'_> {
         if self.served(st, req) || st.gets.contains_key(&req) {
             return;
         }
-        let me = st.me;
         if self.mark_served(st, req) {
             self.save(st, o);
         }
-        let mut replies = BTreeMap::new();
-        for p in self.cfg.ring.preference(key) {
-            if p == me {
-                replies.insert(me, self.local(st, key));
-            } else {
-                o.send(id(p), Msg::Read { req, key });
-            }
-        }
+        let replies = self.read_all(st, req, key, o);
         let slot = self.free_slot(st);
         self.arm(slot, o);
         let g = GetCoord {
@@ -72,15 +64,7 @@ impl Server<'_> {
         if st.gets.contains_key(&req) {
             return;
         }
-        let me = st.me;
-        let mut replies = BTreeMap::new();
-        for p in self.cfg.ring.preference(key) {
-            if p == me {
-                replies.insert(me, self.local(st, key));
-            } else {
-                o.send(id(p), Msg::Read { req, key });
-            }
-        }
+        let replies = self.read_all(st, req, key, o);
         if !self.cfg.read_repair {
             return;
         }
@@ -94,6 +78,26 @@ impl Server<'_> {
         };
         st.to_mut().gets.insert(req, g);
         self.progress_get(st, req, o);
+    }
+
+    /// Sends `Read`s for `key` to every other primary; the coordinator's own clock is the
+    /// first answer when it is one.
+    fn read_all(
+        &self,
+        st: &ServerState,
+        req: RequestId,
+        key: Key,
+        o: &mut Out<Wiring>,
+    ) -> BTreeMap<NodeId, Clock> {
+        let mut replies = BTreeMap::new();
+        for p in self.cfg.ring.preference(key) {
+            if p == st.me {
+                replies.insert(st.me, self.local(st, key));
+            } else {
+                o.send(id(p), Msg::Read { req, key });
+            }
+        }
+        replies
     }
 
     /// A replica's answer to a read of a get in progress: the first from each replica counts.
