@@ -413,3 +413,24 @@ proptest! {
         }
     }
 }
+
+/// The limits are inclusive: exactly `MAX_ENTRIES` actors and a counter of exactly
+/// `MAX_COUNTER` are valid, one more of either is not; and a clock's size counts the values
+/// without a dot as well.
+#[test]
+fn limits_are_inclusive_and_size_counts_every_value() {
+    let pairs = |n: u64, c: u64| -> Vec<(ActorId, u64)> {
+        (1..=n).map(|i| (ActorId::new(i, 0), c)).collect()
+    };
+    let max = MAX_ENTRIES as u64;
+    let full = VersionVector::try_from(pairs(max, MAX_COUNTER)).expect("at both limits");
+    assert!(VersionVector::try_from(pairs(max + 1, 1)).is_err());
+    assert!(VersionVector::try_from(pairs(1, MAX_COUNTER + 1)).is_err());
+    let at_limit = Clock::with_context(&full, s("v"));
+    assert_eq!(at_limit.check(), Ok(()));
+    let over = VersionVector::from_pairs(pairs(max + 1, 1));
+    assert!(Clock::with_context(&over, s("v")).check().is_err());
+    let mut mixed = clock(&[('a', 2, &["x", "y"])]);
+    mixed.anonymous.push(s("z"));
+    assert_eq!((mixed.size(), mixed.values().len()), (3, 3));
+}
