@@ -222,23 +222,26 @@ impl Coordinator {
     /// Reads `key` from all `N` primaries so that read repair brings this replica (and any
     /// other behind) up to date: after a write was refused for a context ahead of it.
     pub(crate) fn start_catch_up<S: Store>(&mut self, env: &mut Env<S>, now: Time, key: Bytes) {
-        let primaries = env.preference_list(&key);
-        let n = primaries.len();
-        let targets: Vec<Target> = primaries
-            .iter()
-            .map(|p| Target {
-                node: *p,
-                hint: None,
-            })
-            .collect();
-        self.read_targets(env, now, Waiter::CatchUp, key, (n, 0), targets);
+        self.read_primaries(env, now, Waiter::CatchUp, key, |n| (n, 0));
     }
 
     /// Reads `key` from all `N` primaries to see whether its tombstones can be reaped (see
     /// [`crate::core::anti_entropy`]).
     pub(crate) fn start_reap_check<S: Store>(&mut self, env: &mut Env<S>, now: Time, key: Bytes) {
+        self.read_primaries(env, now, Waiter::Reaper, key, |n| (n, n));
+    }
+
+    /// A read of `key` from every primary (no fallbacks) for `waiter`, with the quorum
+    /// `quorum(N)` gives: (answers, of which primaries).
+    fn read_primaries<S: Store>(
+        &mut self,
+        env: &mut Env<S>,
+        now: Time,
+        waiter: Waiter,
+        key: Bytes,
+        quorum: impl Fn(usize) -> (usize, usize),
+    ) {
         let primaries = env.preference_list(&key);
-        let n = primaries.len();
         let targets: Vec<Target> = primaries
             .iter()
             .map(|p| Target {
@@ -246,7 +249,7 @@ impl Coordinator {
                 hint: None,
             })
             .collect();
-        self.read_targets(env, now, Waiter::Reaper, key, (n, n), targets);
+        self.read_targets(env, now, waiter, key, quorum(primaries.len()), targets);
     }
 }
 

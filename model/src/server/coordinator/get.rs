@@ -37,16 +37,7 @@ impl Server<'_> {
             self.save(st, o);
         }
         let replies = self.read_all(st, req, key, o);
-        let slot = self.free_slot(st);
-        self.arm(slot, o);
-        let g = GetCoord {
-            slot,
-            key,
-            replies,
-            replied: false,
-        };
-        st.to_mut().gets.insert(req, g);
-        self.progress_get(st, req, o);
+        self.await_reads(st, req, key, replies, false, o);
     }
 
     /// After refusing a stale put (request `req`): read `key` from every primary so that read
@@ -65,16 +56,29 @@ impl Server<'_> {
             return;
         }
         let replies = self.read_all(st, req, key, o);
-        if !self.cfg.read_repair {
-            return;
+        if self.cfg.read_repair {
+            self.await_reads(st, req, key, replies, true, o);
         }
+    }
+
+    /// Waits for the reads of `req` under a fresh deadline, `replied` if nobody is to be
+    /// answered, and takes the answers already there into account.
+    fn await_reads(
+        &self,
+        st: &mut Cow<ServerState>,
+        req: RequestId,
+        key: Key,
+        replies: BTreeMap<NodeId, Clock>,
+        replied: bool,
+        o: &mut Out<Wiring>,
+    ) {
         let slot = self.free_slot(st);
         self.arm(slot, o);
         let g = GetCoord {
             slot,
             key,
             replies,
-            replied: true,
+            replied,
         };
         st.to_mut().gets.insert(req, g);
         self.progress_get(st, req, o);
