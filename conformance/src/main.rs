@@ -144,18 +144,16 @@ fn main() -> anyhow::Result<()> {
             store,
             verbose,
         } => {
-            let source = match (depth, walks) {
-                _ if file.is_some() => Source::File {
-                    path: file.unwrap_or_default(),
-                },
-                (Some(depth), _) => Source::Exhaustive { config, depth, max },
-                (None, Some(count)) => Source::Walks {
+            let source = match (file, depth, walks) {
+                (Some(path), _, _) => Source::File { path },
+                (None, Some(depth), _) => Source::Exhaustive { config, depth, max },
+                (None, None, Some(count)) => Source::Walks {
                     config,
                     count,
                     seed,
                     steps,
                 },
-                (None, None) => bail!("give --depth D, --walks N or --file F"),
+                (None, None, None) => bail!("give --depth D, --walks N or --file F"),
             };
             let tally = Tally::run(&source, store).map_err(anyhow::Error::msg)?;
             println!("{tally}");

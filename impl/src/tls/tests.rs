@@ -4,7 +4,8 @@
 
 use super::*;
 use crate::protocol::{PeerMessage, RequestId};
-use crate::transport::{Deliver, Endpoint, Event, Faults, Limits, Secret, Transport};
+use crate::transport::tests::Sink;
+use crate::transport::{Endpoint, Event, Faults, Limits, Secret, Transport};
 use bytes::Bytes;
 use std::sync::Mutex as StdMutex;
 use tokio::sync::mpsc;
@@ -173,22 +174,6 @@ impl TlsConfig {
             ca: Some(ca.to_path_buf()),
             ..self
         }
-    }
-}
-
-/// Collects what a transport delivers.
-#[derive(Clone)]
-struct Sink(mpsc::UnboundedSender<(NodeId, PeerMessage)>);
-
-impl Deliver for Sink {
-    async fn deliver(
-        &self,
-        from: NodeId,
-        msg: PeerMessage,
-        _size: usize,
-        _expires: std::time::Instant,
-    ) -> bool {
-        self.0.send((from, msg)).is_ok()
     }
 }
 

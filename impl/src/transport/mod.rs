@@ -277,4 +277,4 @@ impl Transport {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

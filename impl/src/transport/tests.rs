@@ -8,9 +8,9 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Collects what a transport delivers.
+/// Collects what a transport delivers (the TLS tests use it too).
 #[derive(Clone)]
-struct Sink(mpsc::UnboundedSender<(NodeId, PeerMessage)>);
+pub(crate) struct Sink(pub(crate) mpsc::UnboundedSender<(NodeId, PeerMessage)>);
 
 impl Deliver for Sink {
     async fn deliver(

@@ -508,15 +508,14 @@ impl Cluster {
 
     /// Node `id`'s metrics, or `None` if it does not answer.
     pub async fn metrics(&self, id: u64) -> Option<String> {
-        let url = format!("http://{}/metrics", self.http_of(id));
-        let resp = self
-            .client
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.text().await.ok()
+        self.admin_get(id, "/metrics").await?.text().await.ok()
+    }
+
+    /// `GET path` on node `id` with a 2 s timeout; `None` if it does not answer.
+    async fn admin_get(&self, id: u64, path: &str) -> Option<reqwest::Response> {
+        let url = format!("http://{}{path}", self.http_of(id));
+        let request = self.client.get(url).timeout(Duration::from_secs(2));
+        request.send().await.ok()
     }
 
     /// The sum of the sample `name` over `ids`; `None` if one of them does not answer.
@@ -576,14 +575,7 @@ impl Cluster {
     /// What node `from` believes of node `of` (`up`, `down`, `suspected`, `unknown`), from
     /// `/admin/nodes`; `None` if `from` does not answer.
     pub async fn peer_state(&self, from: u64, of: u64) -> Option<String> {
-        let url = format!("http://{}/admin/nodes", self.http_of(from));
-        let resp = self
-            .client
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
+        let resp = self.admin_get(from, "/admin/nodes").await?;
         let nodes = resp.json_value().await.ok()?;
         nodes
             .as_array()?

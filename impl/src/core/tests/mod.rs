@@ -821,6 +821,28 @@ fn hints_held(sim: &Sim, node: u64) -> usize {
     sim.nodes[&NodeId(node)].1 .1.borrow().len()
 }
 
+/// The `down` primaries come back (every node's link to them goes up): after a handoff round
+/// each holds the one write of `k` durably.
+fn primaries_return_and_hold_k(sim: &mut Sim, down: &[u64]) {
+    let now = sim.now;
+    for node in 1..=5 {
+        for p in down {
+            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
+        }
+    }
+    sim.advance(Duration::from_millis(200));
+    sim.run(&[]);
+    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
+    for p in down {
+        let clock = sim.nodes[&NodeId(*p)].1.load(&skey).expect("load");
+        assert_eq!(
+            clock.map(|c| c.size()),
+            Some(1),
+            "primary {p} got the write"
+        );
+    }
+}
+
 #[test]
 fn with_two_primaries_down_a_write_is_acknowledged_through_fallbacks_and_handed_off() {
     let (mut sim, primaries, others) = five_with_primaries_down(3, 2);
@@ -831,23 +853,7 @@ fn with_two_primaries_down_a_write_is_acknowledged_through_fallbacks_and_handed_
     let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
     assert_eq!(held, 2, "one hint per missing primary");
     // The primaries come back: the fallbacks hand their hints over and drop them.
-    let now = sim.now;
-    for node in 1..=5 {
-        for p in &down {
-            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
-        }
-    }
-    sim.advance(Duration::from_millis(200));
-    sim.run(&[]);
-    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
-    for p in &down {
-        let clock = sim.nodes[&NodeId(*p)].1.load(&skey).expect("load");
-        assert_eq!(
-            clock.map(|c| c.size()),
-            Some(1),
-            "primary {p} got the write"
-        );
-    }
+    primaries_return_and_hold_k(&mut sim, &down);
     let held: usize = others.iter().map(|n| hints_held(&sim, *n)).sum();
     assert_eq!(held, 0, "hints dropped once their owners hold them durably");
     let handed: u64 = others
@@ -903,23 +909,7 @@ fn a_hint_survives_its_holders_crash_and_is_handed_off_after_the_restart() {
     for n in &others {
         sim.restart(*n);
     }
-    let now = sim.now;
-    for node in 1..=5 {
-        for p in &down {
-            sim.core(node).handle_link(now, NodeId(*p), true, Some(2));
-        }
-    }
-    sim.advance(Duration::from_millis(200));
-    sim.run(&[]);
-    let skey = storage_key(sim.core(1).ring().partition_of(b"k"), b"k");
-    for p in &down {
-        let clock = sim.nodes[&NodeId(*p)].1.load(&skey).expect("load");
-        assert_eq!(
-            clock.map(|c| c.size()),
-            Some(1),
-            "primary {p} got the write"
-        );
-    }
+    primaries_return_and_hold_k(&mut sim, &down);
     assert_eq!(
         others.iter().map(|n| hints_held(&sim, *n)).sum::<usize>(),
         0
