@@ -431,11 +431,14 @@ def aae_cost(secs, rounds=2):
                 idle = sum(c.cpu_seconds(i) - before[i] for i in c.ids()) / 10 / len(c.ids())
                 d = bench(c, c.ids(), secs, 10 + r)
                 exchanges = c.metric(c.ids(), "shoal_aae_exchanges_total")
+                repaired = c.metric(c.ids(), "shoal_aae_keys_repaired_total")
+                unconfirmed = c.metric(c.ids(), "shoal_aae_unconfirmed_total")
             finally:
                 c.stop()
             log(f"anti-entropy {'on' if on else 'off'}: idle {idle * 100:.2f} % per node, "
-                f"{d['throughput_ops_s']:.0f} ops/s, put p99 {d['put']['p99_us'] / 1000:.2f} ms")
-            runs.append((on, idle, d, exchanges))
+                f"{d['throughput_ops_s']:.0f} ops/s, put p99 {d['put']['p99_us'] / 1000:.2f} ms, "
+                f"{repaired or 0:.0f} keys repaired, {unconfirmed or 0:.0f} differences gone when compared again")
+            runs.append((on, idle, d, exchanges, repaired, unconfirmed))
     return runs
 
 
@@ -468,9 +471,36 @@ def throughput(secs):
     return phases, drain.get("secs")
 
 
+def print_refill(aae):
+    print(f"\n## Anti-entropy: a wiped replica refilled ({aae['keys']} keys, 3 nodes, N=3, W=3, Q=64)\n")
+    half = f"{aae['half']:.1f} s" if aae["half"] is not None else "?"
+    print(f"- half the keys back after {half}; the node's (approximate) key count reached {aae['keys']} after "
+          f"{aae['approx']:.1f} s; every key checked present in its own store after {aae['exact']:.1f} s "
+          f"(that includes the checking passes), {aae['missing']} missing;")
+    print(f"- keys moved by anti-entropy (counted at both ends): {aae['moved']:.0f}; read repairs: "
+          f"{aae['read_repairs']:.0f} (no client read);")
+    cpu = ", ".join(f"node {i} {v * 100:.1f} %" for i, v in aae["idle_cpu"].items())
+    print(f"- idle cluster holding the keys (anti-entropy and heartbeats only): CPU {cpu} of one core; "
+          f"{aae['idle_exchanges']:.0f} exchanges started so far.")
+
+
+def print_aae_cost(cost, secs):
+    print(f"\n## Anti-entropy's cost (3 nodes, N=3 R=2 W=2, 32 clients, 1 KiB, 50 % reads, {secs} s "
+          "per run, alternating on and off)\n")
+    print("| anti-entropy | idle CPU per node | ops/s | get p99 ms | put p99 ms | exchanges started | "
+          "differences gone when compared again | keys repaired |")
+    print("|---|---|---|---|---|---|---|---|")
+    for on, idle, d, exchanges, repaired, unconfirmed in cost:
+        print(f"| {'every 500 ms' if on else 'off'} | {idle * 100:.2f} % | {d['throughput_ops_s']:.0f} | "
+              f"{d['get']['p99_us'] / 1000:.2f} | {d['put']['p99_us'] / 1000:.2f} | {exchanges or 0:.0f} | "
+              f"{unconfirmed or 0:.0f} | {repaired or 0:.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer writes and keys, 5 s benches")
+    ap.add_argument("--only", choices=["aae-cost", "anti-entropy"],
+                    help="run only anti-entropy's cost, or it and the wiped replica's refill")
     args = ap.parse_args()
     writes, drain_writes, secs, aae_keys = (200, 2000, 5, 5000) if args.quick else (1000, 20000, 20, 100_000)
     started = time.time()
@@ -478,6 +508,12 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-p", "shoal"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     try:
+        if args.only:
+            if args.only == "anti-entropy":
+                print_refill(refill(aae_keys))
+            print_aae_cost(aae_cost(secs, rounds=3), secs)
+            print(f"\n(measured in {time.time() - started:.0f} s)")
+            return 0
         shares = ack_share(writes)
         drains = hint_drain(drain_writes)
         phases, recovery = throughput(secs)
@@ -524,23 +560,8 @@ def main():
         print(f"| {name} | {d['throughput_ops_s']:.0f} | {g['p50_us'] / 1000:.2f} / {g['p99_us'] / 1000:.2f} | "
               f"{p['p50_us'] / 1000:.2f} / {p['p99_us'] / 1000:.2f} | {d['errors']} {d.get('errors_by_kind') or ''} |")
     print(f"\nNode 5's hints were all home {recovery:.2f} s after its restart began (under load).")
-    print(f"\n## Anti-entropy: a wiped replica refilled ({aae['keys']} keys, 3 nodes, N=3, W=3, Q=64)\n")
-    half = f"{aae['half']:.1f} s" if aae["half"] is not None else "?"
-    print(f"- half the keys back after {half}; the node's (approximate) key count reached {aae['keys']} after "
-          f"{aae['approx']:.1f} s; every key checked present in its own store after {aae['exact']:.1f} s "
-          f"(that includes the checking passes), {aae['missing']} missing;")
-    print(f"- keys moved by anti-entropy (counted at both ends): {aae['moved']:.0f}; read repairs: "
-          f"{aae['read_repairs']:.0f} (no client read);")
-    cpu = ", ".join(f"node {i} {v * 100:.1f} %" for i, v in aae["idle_cpu"].items())
-    print(f"- idle cluster holding the keys (anti-entropy and heartbeats only): CPU {cpu} of one core; "
-          f"{aae['idle_exchanges']:.0f} exchanges started so far.")
-    print(f"\n## Anti-entropy's cost (3 nodes, N=3 R=2 W=2, 32 clients, 1 KiB, 50 % reads, {secs} s "
-          "per run, alternating on and off)\n")
-    print("| anti-entropy | idle CPU per node | ops/s | get p99 ms | put p99 ms | exchanges started |")
-    print("|---|---|---|---|---|---|")
-    for on, idle, d, exchanges in cost:
-        print(f"| {'every 500 ms' if on else 'off'} | {idle * 100:.2f} % | {d['throughput_ops_s']:.0f} | "
-              f"{d['get']['p99_us'] / 1000:.2f} | {d['put']['p99_us'] / 1000:.2f} | {exchanges or 0:.0f} |")
+    print_refill(aae)
+    print_aae_cost(cost, secs)
     print(f"\n## Acknowledged writes lost\n\n{LOST['lost']} of {LOST['acked']} acknowledged writes "
           f"(every write acknowledged above, read back with R=2 once every node was up and no hint was left).")
     print(f"\n(measured in {time.time() - started:.0f} s)")

@@ -255,6 +255,11 @@ impl<S: TestStore> Harness<S> {
         self.with_core(id, |core, now| core.handle_timeout(now));
     }
 
+    /// Node `id`'s core, if it is up.
+    pub fn core(&self, id: NodeId) -> Option<&Core<S>> {
+        self.nodes.get(&id).and_then(|n| n.core.as_ref())
+    }
+
     /// When node `id` next wants its timers handled.
     pub fn next_timeout(&self, id: NodeId) -> Option<Time> {
         self.nodes

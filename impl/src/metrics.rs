@@ -158,6 +158,11 @@ impl Metrics {
                 core.aae_keys_repaired,
             ),
             (
+                "shoal_aae_unconfirmed_total",
+                "Anti-entropy exchanges whose differences were gone when compared again",
+                core.aae_unconfirmed,
+            ),
+            (
                 "shoal_forget_rounds_total",
                 "Rounds started here to forget deleted keys' histories",
                 core.forget_rounds,

@@ -17,7 +17,9 @@
 //!   replicas compare hash trees per partition and exchange only the keys that differ, both
 //!   ways. The driver runs, for each peer the model pushed to, the node's own exchanges with
 //!   that peer (the holder's detector sees only that peer up, so its round-robin picks it)
-//!   over every partition of the pushed keys, delivering the exchange's messages at once.
+//!   over every partition of the pushed keys, delivering the exchange's messages at once;
+//!   an exchange that found its trees differing compares again at its next round before it
+//!   moves keys, so a partition counts as exchanged once the initiator completed it.
 //!   The initiator's `Repair`s to the peer are that push's counterpart, held until the model
 //!   delivers or drops the `Sync`; the peer's `Repair`s the other way are dropped (the
 //!   model's push is one way; a lost repair is a loss the node tolerates). The node's rounds
@@ -171,7 +173,8 @@ impl<S: TestStore> Driver<'_, S> {
             self.links(xid, |p| Some(p == yid));
             let mut done: BTreeSet<u32> = BTreeSet::new();
             let mut repairs: Vec<InFlight> = Vec::new();
-            let rounds = self.place.ring.partitions() as usize + 2;
+            // Every partition, each needing a confirming round too.
+            let rounds = 2 * self.place.ring.partitions() as usize + 2;
             for round in 0..rounds {
                 let by = if round == 0 {
                     EXCHANGE_WAIT
@@ -206,8 +209,9 @@ impl<S: TestStore> Driver<'_, S> {
         Ok(())
     }
 
-    /// Runs the exchange node `x` just started with `y` to its end: returns its partition.
-    /// Only messages not in `mark` (sent since) are touched.
+    /// Runs the exchange node `x` just started (or confirmed) with `y` as far as it goes this
+    /// round: returns its partition if the exchange completed. Only messages not in `mark`
+    /// (sent since) are touched.
     fn exchange(
         &mut self,
         x: NodeId,
@@ -216,6 +220,16 @@ impl<S: TestStore> Driver<'_, S> {
         repairs: &mut Vec<InFlight>,
     ) -> Option<u32> {
         let mut partition = None;
+        let completed = |d: &Self, p: u32| {
+            let at = d.h.core(x).map(|c| c.aae_completed());
+            at.and_then(|all| all.into_iter().find(|(q, _)| *q == p))
+        };
+        let before: Vec<(u32, shoal::Time)> = self
+            .h
+            .core(x)
+            .map(|c| c.aae_completed())
+            .unwrap_or_default();
+        let completed_before = |p: u32| before.iter().find(|(q, _)| *q == p).copied();
         loop {
             let mut old = mark.to_vec();
             let fresh: Vec<bool> = self
@@ -237,7 +251,7 @@ impl<S: TestStore> Driver<'_, S> {
                     && (is_exchange(&m.msg) || matches!(m.msg, PeerMessage::Repair { .. }))
             });
             let Some((j, m)) = next else {
-                return partition;
+                return partition.filter(|p| completed(self, *p) != completed_before(*p));
             };
             let m = m.clone();
             match &m.msg {

@@ -174,6 +174,8 @@ pub struct Stats {
     pub aae_exchanges_completed: u64,
     /// Keys anti-entropy pushed or asked for.
     pub aae_keys_repaired: u64,
+    /// Anti-entropy exchanges whose differences were gone when compared again (in flight).
+    pub aae_unconfirmed: u64,
     /// Per partition this node replicates: how long ago its last anti-entropy exchange
     /// completed (`None`: never, since this node started).
     pub aae_ages: Vec<(u32, Option<Duration>)>,
@@ -315,6 +317,7 @@ impl<S: Store> Core<S> {
             aae_exchanges: aae.exchanges,
             aae_exchanges_completed: aae.exchanges_completed,
             aae_keys_repaired: aae.keys_repaired,
+            aae_unconfirmed: aae.unconfirmed,
             aae_ages,
             forget_rounds: self.forget.stats().rounds,
             forgotten: self.forget.stats().forgotten,

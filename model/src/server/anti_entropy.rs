@@ -7,7 +7,8 @@
 //! replica pushes after every change, once changes stop each pair of
 //! replicas has merged the other's final state and both hold the join: convergence even when
 //! a `Replicate` was lost. Hash trees would only make the exchange cheaper and are abstracted
-//! away; a push is not repeated without a change, so runs still end.
+//! away, as is the node's second comparison before it moves keys (it only delays a push);
+//! a push is not repeated without a change, so runs still end.
 
 use super::{id, Server, ServerState};
 use crate::actor::Wiring;

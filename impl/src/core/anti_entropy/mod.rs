@@ -10,8 +10,13 @@
 //! 1. initiator → `AaeBranches`: its 32 branch hashes;
 //! 2. responder → `AaeSegments`: its hashes of every segment in the branches that differ
 //!    (none: the trees agree, the exchange is complete);
-//! 3. initiator → `AaeKeys`: its keys and clock hashes in the segments that differ;
-//! 4. responder: for each key whose hash differs or that only it holds, it pushes its clock
+//! 3. *confirmation*: at its next round the initiator compares again (steps 1–2 under a new
+//!    exchange id) and keeps only the segments that differed both times (none: the difference
+//!    was writes still being replicated, and the exchange is complete without reading a key).
+//!    Riak's tictac AAE confirms the same way: under load most differences are in flight, and
+//!    listing a segment's keys scans the partition on both replicas;
+//! 4. initiator → `AaeKeys`: its keys and clock hashes in the confirmed segments;
+//! 5. responder: for each key whose hash differs or that only it holds, it pushes its clock
 //!    (`Repair`); for each key it lacks or holds differently, it asks for the initiator's
 //!    (`AaeFetch`, answered with `Repair`s). Both sides merge with `sync`, like read repair.
 //!
@@ -46,10 +51,24 @@ const REAP_CHECKS_PER_ROUND: usize = 16;
 /// The exchange this node started and waits on.
 #[derive(Clone, Debug)]
 struct Exchange {
+    /// The id of the comparison under way (the confirmation gets a new one, so that a late or
+    /// duplicated answer to the first cannot pass for it).
     id: u64,
     partition: u32,
     peer: NodeId,
     started: Time,
+    stage: Stage,
+}
+
+/// Where an exchange stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The first comparison: waiting for the responder's segments.
+    First,
+    /// These segments differed at the first comparison; the next round compares again.
+    Differed(BTreeSet<u16>),
+    /// The second comparison: waiting for the responder's segments again.
+    Confirming(BTreeSet<u16>),
 }
 
 /// Counters of anti-entropy's work.
@@ -61,6 +80,8 @@ pub struct AaeStats {
     pub exchanges_completed: u64,
     /// Keys this node pushed or asked for in exchanges.
     pub keys_repaired: u64,
+    /// Exchanges whose differences were gone at the confirmation (writes in flight).
+    pub unconfirmed: u64,
 }
 
 /// The trees and the exchange schedule.
@@ -180,11 +201,25 @@ impl AntiEntropy {
             return Vec::new();
         }
         self.next_round = Some(now + env.config.aae_interval);
-        if self
+        if let Some(x) = self
             .current
-            .as_ref()
-            .is_some_and(|x| now.saturating_sub(x.started) < EXCHANGE_TIMEOUT)
+            .as_mut()
+            .filter(|x| now.saturating_sub(x.started) < EXCHANGE_TIMEOUT)
         {
+            if let Stage::Differed(first) = &mut x.stage {
+                let first = std::mem::take(first);
+                self.next_id += 1;
+                x.id = self.next_id;
+                x.stage = Stage::Confirming(first);
+                if let Some(tree) = self.trees.get(&x.partition) {
+                    let msg = PeerMessage::AaeBranches {
+                        exchange: x.id,
+                        partition: x.partition,
+                        branches: tree.branches(),
+                    };
+                    env.out.send(x.peer, msg);
+                }
+            }
             return self.reap_checks();
         }
         self.current = None;
@@ -219,6 +254,7 @@ impl AntiEntropy {
                 partition,
                 peer,
                 started: now,
+                stage: Stage::First,
             });
             self.stats.exchanges += 1;
             break;
@@ -270,7 +306,8 @@ impl AntiEntropy {
         env.out.send(from, msg);
     }
 
-    /// Initiator, step 3: send the keys of the segments that differ.
+    /// Initiator, steps 3 and 4: after the first comparison wait for the next round; after
+    /// the second, send the keys of the segments that differed both times.
     pub(crate) fn on_segments<S: Store>(
         &mut self,
         env: &mut Env<S>,
@@ -280,21 +317,39 @@ impl AntiEntropy {
         partition: u32,
         segments: &[(u16, u64)],
     ) {
-        let ours = self
+        let Some(x) = self
             .current
-            .as_ref()
-            .is_some_and(|x| x.id == exchange && x.peer == from && x.partition == partition);
-        if !ours {
+            .as_mut()
+            .filter(|x| x.id == exchange && x.peer == from && x.partition == partition)
+        else {
             return;
-        }
+        };
         let Some(tree) = self.trees.get(&partition) else {
             return;
         };
-        let differing: BTreeSet<u16> = segments
+        let now_differing = segments
             .iter()
             .filter(|(s, h)| tree.segment(usize::from(*s)) != *h)
-            .map(|(s, _)| *s)
-            .collect();
+            .map(|(s, _)| *s);
+        let differing: BTreeSet<u16> = match &x.stage {
+            Stage::First => {
+                let first: BTreeSet<u16> = now_differing.collect();
+                if !first.is_empty() {
+                    x.stage = Stage::Differed(first);
+                    return;
+                }
+                first
+            }
+            Stage::Confirming(first) => {
+                let confirmed: BTreeSet<u16> =
+                    now_differing.filter(|s| first.contains(s)).collect();
+                if confirmed.is_empty() {
+                    self.stats.unconfirmed += 1;
+                }
+                confirmed
+            }
+            Stage::Differed(_) => return,
+        };
         if differing.is_empty() {
             self.complete(now, partition);
             return;

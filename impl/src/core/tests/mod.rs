@@ -167,6 +167,26 @@ impl Sim {
         }
     }
 
+    /// Like [`Sim::run`] with every node up, but the `Replicate`s to node `to` stay in
+    /// flight: they are returned instead of delivered.
+    fn run_holding_replicates_to(&mut self, to: u64) -> Vec<(NodeId, NodeId, PeerMessage)> {
+        let mut held = Vec::new();
+        loop {
+            self.sync_disks();
+            if self.network.is_empty() {
+                return held;
+            }
+            for m in std::mem::take(&mut self.network) {
+                if m.1 .0 == to && matches!(m.2, PeerMessage::Replicate { .. }) {
+                    held.push(m);
+                    continue;
+                }
+                let now = self.now;
+                self.core(m.1 .0).handle_peer(now, m.0, m.2);
+            }
+        }
+    }
+
     fn client(&mut self, node: u64, client: u64, op: ClientOp) {
         let now = self.now;
         self.core(node).handle_client(now, ClientId(client), op);
@@ -1002,6 +1022,37 @@ fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
     }
     let repaired: u64 = (1..=3).map(|n| sim.core(n).stats().aae_keys_repaired).sum();
     assert!(repaired >= 40, "{repaired}");
+}
+
+#[test]
+fn anti_entropy_leaves_alone_differences_gone_when_compared_again() {
+    let config = CoreConfig {
+        w: 2,
+        read_repair: false,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    for i in 0..40 {
+        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
+    }
+    // Node 3's copies are still in flight when the first comparisons run…
+    let in_flight = sim.run_holding_replicates_to(3);
+    assert!(!in_flight.is_empty());
+    assert!((0..40).all(|i| sim.stored(i)));
+    entropy_rounds(&mut sim, 1);
+    // …and arrive before the confirmations.
+    sim.network.extend(in_flight);
+    sim.run(&[]);
+    entropy_rounds(&mut sim, 60);
+    let stats: Vec<Stats> = (1..=3).map(|n| sim.core(n).stats()).collect();
+    let unconfirmed: u64 = stats.iter().map(|s| s.aae_unconfirmed).sum();
+    let repaired: u64 = stats.iter().map(|s| s.aae_keys_repaired).sum();
+    assert!(unconfirmed >= 1, "no exchange saw the writes in flight");
+    assert_eq!(repaired, 0, "a difference in flight was repaired");
+    for i in 0..40 {
+        let key = format!("k{i}");
+        assert_eq!(local(&sim, 3, &key), local(&sim, 1, &key), "{key}");
+    }
 }
 
 #[test]
