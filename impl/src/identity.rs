@@ -22,6 +22,10 @@
 //! | data copied to another node's directory | node `1` | node `4` | fresh |
 //! | crash between the two writes of a start | `g + 1` | `g` | fresh (safe, rare) |
 //!
+//! Backups are of a stopped node: a copy taken after its last start carries the current
+//! generation, so restoring it could not be told from a restart. The model checks the rule
+//! (`model/src/server/restore.rs`: "no dot names two writes" under wipes and restores).
+//!
 //! A copy of the whole machine (data and file together) cannot be told from the original by
 //! the node alone; peers refuse a second live process with the same identity and generation
 //! (see the transport's hello).

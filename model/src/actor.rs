@@ -40,6 +40,10 @@ pub enum Choice {
     Keep,
     /// A server loses it instead (the bounded-loss fault, `lose`).
     Lose,
+    /// The operator restores a server's data directory from its backup (`restore`).
+    Restore,
+    /// The operator wipes a server's data directory (`restore`).
+    Wipe,
 }
 
 impl Rewrite<Id> for Choice {
@@ -159,6 +163,11 @@ impl Actor for Wiring {
             (Wiring::Client(cfg, _), Choice::Coordinator(coord)) => {
                 with_inner(st, as_client, State::Client, |c| {
                     Client { cfg }.on_choice(c, id, *coord, o)
+                });
+            }
+            (Wiring::Server(cfg), Choice::Restore | Choice::Wipe) => {
+                with_inner(st, as_server, State::Server, |s| {
+                    Server { cfg }.on_restore(s, random == &Choice::Wipe, o)
                 });
             }
             (Wiring::Server(cfg), Choice::Keep | Choice::Lose) => {

@@ -97,6 +97,10 @@ fn main() -> Result<()> {
             for c in config::ci() {
                 println!("  {}", c.describe());
             }
+            println!("Forgetting, wipes and restores (pinned by tests, run in CI):");
+            for c in config::forgetting().into_iter().chain(config::restoring()) {
+                println!("  {}", c.describe());
+            }
             println!("Large configurations (run by hand):");
             for c in config::large() {
                 println!("  {}", c.describe());

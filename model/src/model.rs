@@ -17,12 +17,15 @@ use stateright::actor::{ActorModel, LossyNetwork, Network};
 pub type ShoalModel = ActorModel<Wiring, Config, History>;
 
 /// Whether a state is inside the explored space: only servers crash, at most `crashes` times
-/// in all, and at most `max_network` messages are in flight.
+/// in all, directories are wiped or restored at most `restores` times, and at most
+/// `max_network` messages are in flight.
 pub fn within_boundary(cfg: &Config, state: &SysState) -> bool {
+    // A restore starts the server again too, but is bounded on its own.
     let restarts: usize = stores(state)
         .iter()
-        .map(|s| usize::from(s.boots.saturating_sub(1)))
+        .map(|s| usize::from(s.boots.saturating_sub(1).saturating_sub(s.restores)))
         .sum();
+    let restores: usize = stores(state).iter().map(|s| usize::from(s.restores)).sum();
     let down = state.crashed.iter().filter(|c| **c).count();
     // stateright may crash any actor: only servers crash in this model.
     let clients_up = state
@@ -40,6 +43,7 @@ pub fn within_boundary(cfg: &Config, state: &SysState) -> bool {
     clients_up
         && no_crash_pending
         && restarts + down <= usize::from(cfg.crashes)
+        && restores <= usize::from(cfg.restores)
         && cfg.max_network.is_none_or(|m| state.network.len() <= m)
         && (!cfg.settings.forget || (grace_kept(state) && handoffs_known(cfg, state)))
 }

@@ -37,4 +37,7 @@ pub enum Mutation {
     /// A server that forgot a key starts its next write of it under the same actor, reissuing
     /// the dots the forgotten history covered (no fresh epoch).
     ForgetReusesDots,
+    /// A server whose data directory was wiped or restored from a backup keeps its identity,
+    /// continuing the counters of what the directory still holds (`restore.rs`).
+    RestoreKeepsIdentity,
 }

@@ -161,6 +161,40 @@ pub fn nothing_comes_back(_: &ShoalModel, state: &SysState) -> bool {
     })
 }
 
+/// No dot names two writes: no server issued a dot it had issued before for another value
+/// (judged as each dot is issued, against the ghost of every dot the server issued, which a
+/// wipe or restore does not roll back; `restore` only).
+pub fn no_reused_dot(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().all(|s| !s.reissued)
+}
+
+/// A server took a fresh identity after finding its directory wiped or restored, and wrote
+/// under it.
+pub fn fresh_identity_written(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().any(|s| {
+        s.floor > 0
+            && s.issued
+                .keys()
+                .any(|(_, (a, _))| crate::dvv::epoch_of(*a) >= s.floor)
+    })
+}
+
+/// A server's directory was restored from a backup that held some of its own writes, and it
+/// wrote again afterwards.
+pub fn restored_backup_written(_: &ShoalModel, state: &SysState) -> bool {
+    stores(state).iter().any(|s| {
+        s.floor > 0
+            && s.data.values().any(|c| {
+                c.context()
+                    .keys()
+                    .any(|a| crate::dvv::epoch_of(*a) < s.floor)
+            })
+            && s.issued
+                .keys()
+                .any(|(_, (a, _))| crate::dvv::epoch_of(*a) >= s.floor)
+    })
+}
+
 /// With `R + W > N`, no crash and no sloppy write, a get sent after a put was acknowledged
 /// returns that put's value or a successor.
 pub fn read_your_acked_writes(_: &ShoalModel, state: &SysState) -> bool {
@@ -377,6 +411,23 @@ pub fn for_config(model: &ShoalModel) -> Vec<Prop> {
                 forgotten_stays_forgotten,
             ));
         }
+    }
+    if s.restore {
+        p.push((
+            Expectation::Always,
+            "no dot names two writes",
+            no_reused_dot,
+        ));
+        p.push((
+            Expectation::Sometimes,
+            "a server writes under a fresh identity after a wipe or restore",
+            fresh_identity_written,
+        ));
+        p.push((
+            Expectation::Sometimes,
+            "a server restored from a backup of its own writes writes again",
+            restored_backup_written,
+        ));
     }
     if cfg.strict_quorum() {
         p.push((

@@ -109,6 +109,11 @@ fn every_ci_configuration_is_pinned_here() {
 }
 
 #[test]
+fn restore() {
+    pinned("restore", 55391, 115789);
+}
+
+#[test]
 fn forget() {
     pinned("forget", 471261, 3087685);
 }

@@ -111,3 +111,9 @@ fn anti_entropy_pushing_a_bare_history_spreads_a_forgotten_one_again() {
     let cfg = mutated("forget", Mutation::SyncRespreadsHistory);
     fails(&cfg, "a forgotten history is not spread again");
 }
+
+#[test]
+fn keeping_the_identity_after_a_wipe_or_restore_reuses_dots() {
+    let cfg = mutated("restore", Mutation::RestoreKeepsIdentity);
+    fails(&cfg, "no dot names two writes");
+}

@@ -277,6 +277,13 @@ impl<'t, S: TestStore> Driver<'t, S> {
                 self.deadlines.retain(|(s, _), _| *s != x);
             }
             Event::Recover { node } => self.h.start(node_id(Self::server(*node))),
+            Event::Restore { node, .. } => {
+                return Err(self.unsupported(
+                    Reason::Restore,
+                    i,
+                    format!("server {node}'s data directory is wiped or restored"),
+                ))
+            }
         }
         let in_model_network: Vec<Envelope> = if self.duplicating {
             self.mirror.network()

@@ -105,6 +105,11 @@ impl Mirror {
             }
             Event::Crash { node } => vec![ActorModelAction::Crash(Id::from(*node))],
             Event::Recover { node } => vec![ActorModelAction::Recover(Id::from(*node))],
+            Event::Restore { node, wipe } => vec![ActorModelAction::SelectRandom {
+                actor: Id::from(*node),
+                key: "restore".into(),
+                random: if *wipe { Choice::Wipe } else { Choice::Restore },
+            }],
         };
         for action in actions {
             self.take(action)?;

@@ -79,11 +79,14 @@ pub enum Reason {
     /// The model fires a timer the replay does not map onto the node yet (forgetting deleted
     /// keys' histories, which the model is gaining).
     ModelTimer,
+    /// The operator wipes or restores a data directory: the node's answer, a fresh identity,
+    /// is decided by its shell (`identity.rs`), which the replay's harness does not run.
+    Restore,
 }
 
 impl Reason {
     /// Every reason, in order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::ClassicClock,
         Reason::Mutation,
         Reason::Placement,
@@ -93,6 +96,7 @@ impl Reason {
         Reason::SyncToDown,
         Reason::CopyNotResent,
         Reason::ModelTimer,
+        Reason::Restore,
     ];
 
     /// A short name.
@@ -107,6 +111,7 @@ impl Reason {
             Reason::SyncToDown => "anti-entropy push to a server that is down",
             Reason::CopyNotResent => "duplicate redelivered after a restart",
             Reason::ModelTimer => "model timer not mapped",
+            Reason::Restore => "wiped or restored directory",
         }
     }
 }

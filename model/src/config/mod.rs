@@ -126,6 +126,10 @@ pub struct Settings {
     /// which must also execute once (deduplicated by the client's request id, like a put).
     /// Only needed, and only on, when the network duplicates.
     pub dedup: bool,
+    /// The operator's faults of wiping or restoring a data directory can happen, so servers
+    /// keep a backup, compare generations at a start and record the dots they issue
+    /// (`restore.rs`; set from `Config::restores`).
+    pub restore: bool,
     /// Bounded loss: each server may lose at most this many incoming `Replicate` and `Repair`
     /// messages, which ones chosen nondeterministically (0: none; the network itself stays
     /// non-lossy, so runs still end and convergence is checked).
@@ -154,6 +158,7 @@ impl Settings {
             client_timeouts: false,
             timeouts: false,
             dedup: false,
+            restore: false,
             lose: 0,
             mutation: None,
         }
@@ -180,6 +185,9 @@ pub struct Config {
     pub duplicating: bool,
     /// How many server crashes a run may contain in total.
     pub crashes: u8,
+    /// How many times in total an operator may wipe a server's data directory or restore it
+    /// from its backup (`restore.rs`; switches `Settings::restore` on).
+    pub restores: u8,
     /// At most this many messages in flight, if set. Spaces are finite without it (scripts and
     /// crashes are bounded, anti-entropy and handoff only follow changes); a bound prunes
     /// runs, and a pruned state looks terminal to `Eventually`, so CI configurations set none.
@@ -194,9 +202,11 @@ impl Config {
         s.r + s.w > s.ring.n && self.crashes == 0 && !s.sloppy
     }
 
-    /// Whether a quiescent state must be converged: every message is eventually delivered.
+    /// Whether a quiescent state must be converged: every message is eventually delivered,
+    /// and no directory is wiped or restored (refilling one is anti-entropy's periodic work,
+    /// which the model's change-driven push does not do; the node's tests show it).
     pub fn converges(&self) -> bool {
-        !self.lossy && !self.duplicating
+        !self.lossy && !self.duplicating && self.restores == 0
     }
 
     /// Number of servers.
@@ -238,6 +248,9 @@ impl Config {
         }
         if c.crashes > 0 {
             feats.push(format!("crashes={}", c.crashes));
+        }
+        if c.restores > 0 {
+            feats.push(format!("restores={}", c.restores));
         }
         if s.lose > 0 {
             feats.push(format!("lose={}", s.lose));
@@ -298,6 +311,9 @@ impl Config {
         if s.forget && !(1..=7).contains(&s.forget_rounds) {
             return Err("forget rounds must be within 1..=7".into());
         }
+        if s.restore && s.scheme == Scheme::Classic {
+            return Err("restores are checked with the DVVSet's dots".into());
+        }
         if s.reap && n < 2 {
             // The history learns of a reap from its messages to the other primaries.
             return Err("reaping needs N >= 2".into());
@@ -323,6 +339,7 @@ impl Builder {
             lossy: false,
             duplicating: false,
             crashes: 0,
+            restores: 0,
             max_network: None,
         })
     }
@@ -335,6 +352,7 @@ impl Builder {
         c.settings.client_timeouts = c.lossy;
         c.settings.timeouts |= c.settings.client_timeouts || c.settings.sloppy;
         c.settings.dedup = c.duplicating;
+        c.settings.restore = c.restores > 0;
         self.0
     }
 }
@@ -445,7 +463,7 @@ pub fn ci() -> Vec<Config> {
 }
 
 /// The configurations of forgetting (`forget`), CI's and the larger ones.
-fn forgetting() -> Vec<Config> {
+pub fn forgetting() -> Vec<Config> {
     vec![
         // A write, a read and a delete through one coordinator, W = 1: the delete is reaped
         // and its history forgotten while the write's copy to the other primary may still be
@@ -455,6 +473,23 @@ fn forgetting() -> Vec<Config> {
                 c.settings.reap = true;
                 c.settings.forget = true;
                 c.settings.anti_entropy = true;
+            })
+            .done(),
+    ]
+}
+
+/// The configuration of the operator's faults: a server's data directory wiped, or restored
+/// from the backup taken when it last stopped (`restore.rs`).
+pub fn restoring() -> Vec<Config> {
+    vec![
+        // Two clients writing through either server, W = N = 2: a crash lets the backup hold
+        // a write, a wipe or a restore then takes later ones out of the directory, and the
+        // next write through that server must not reuse their dots.
+        Builder::new("restore", 2, 2, 1, 2, &[&["blind0", "blind0"], &["blind0"]])
+            .with(|c| {
+                c.crashes = 1;
+                c.restores = 1;
+                c.settings.coordinators = 2;
             })
             .done(),
     ]
@@ -528,6 +563,7 @@ pub fn large() -> Vec<Config> {
 pub fn all() -> Vec<Config> {
     let mut all = ci();
     all.extend(forgetting());
+    all.extend(restoring());
     all.extend(large());
     all.push(replay());
     all.push(acks());

@@ -51,6 +51,9 @@ pub struct Overrides {
     /// Total server crashes allowed.
     #[arg(long)]
     pub crashes: Option<u8>,
+    /// Total wipes or restores from backup of a server's data directory allowed.
+    #[arg(long)]
+    pub restores: Option<u8>,
     /// Sloppy quorum with hinted handoff (`=false` to turn off).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub sloppy: Option<bool>,
@@ -129,6 +132,9 @@ impl Overrides {
         if let Some(v) = self.crashes {
             c.crashes = v;
         }
+        if let Some(v) = self.restores {
+            c.restores = v;
+        }
         if self.max_network.is_some() {
             c.max_network = self.max_network;
         }
@@ -145,6 +151,7 @@ impl Overrides {
         }
         c.settings.client_timeouts = c.lossy;
         c.settings.dedup = c.duplicating;
+        c.settings.restore = c.restores > 0;
         c.settings.timeouts |= self.timeouts || c.settings.client_timeouts || c.settings.sloppy;
         if let Err(e) = c.validate() {
             bail!("invalid configuration: {e}");

@@ -53,12 +53,14 @@
 //! - `anti_entropy.rs`: pushing changed keys to peers and merging theirs;
 //! - `reap.rs`: reaping a tombstone all primaries hold;
 //! - `forget.rs`: forgetting a reaped key's history once nothing older can come back;
+//! - `restore.rs`: the operator's faults of wiping a data directory or restoring it from a
+//!   backup, and the fresh identity a server takes when it finds its directory older;
 //! - `loss.rs`: the bounded-loss fault (`lose`), holding a message until it is kept or lost.
 
 use crate::actor::{Timer, Wiring};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::dvv::NodeId;
+use crate::dvv::{Dot, NodeId};
 use crate::msg::Msg;
 use crate::mutation::Mutation;
 use crate::value::{Key, RequestId, Value, VersionVector};
@@ -76,6 +78,7 @@ mod loss;
 mod read_repair;
 mod reap;
 mod replica;
+mod restore;
 #[cfg(test)]
 mod tests;
 
@@ -110,6 +113,46 @@ pub struct Store {
     /// "a forgotten history is not spread again" checks it does not hold them again).
     #[serde(with = "crate::pairs", default)]
     pub forgot: BTreeMap<Key, BTreeSet<Clock>>,
+    /// The data directory's copy of the identity record's generation: `boots` as of the last
+    /// start. `boots` is the identity file's copy, kept outside the directory, so a start
+    /// that finds this one behind knows the directory was wiped or restored (`restore.rs`).
+    #[serde(default)]
+    pub generation: u8,
+    /// The first epoch of this server's current identity: every actor it writes under has at
+    /// least this epoch. Raised past every epoch it ever used when it takes a fresh identity.
+    #[serde(default)]
+    pub floor: u8,
+    /// The operator's backup: the data directory as this server last stopped (`restore` only).
+    #[serde(default)]
+    pub backup: Option<Box<Store>>,
+    /// Ghost: every dot this server issued, with its key and the value it named (`restore`
+    /// only; kept outside the data directory, so a restore does not roll it back).
+    #[serde(with = "crate::pairs", default)]
+    pub issued: BTreeMap<(Key, Dot), Value>,
+    /// Ghost: this server issued a dot that already named another write.
+    #[serde(default)]
+    pub reissued: bool,
+    /// How often the operator wiped or restored this server's directory (bounds the fault
+    /// through `within_boundary`; kept outside the directory).
+    #[serde(default)]
+    pub restores: u8,
+}
+
+impl Store {
+    /// The data directory's part of the store: what a backup holds and a restore brings back.
+    /// The identity file's generation (`boots`), the backup itself and the ghosts of what
+    /// happened (`lost`, `issued`, `reissued`, `restores`) live outside it.
+    pub fn directory(&self) -> Store {
+        Store {
+            boots: 0,
+            lost: 0,
+            backup: None,
+            issued: BTreeMap::new(),
+            reissued: false,
+            restores: 0,
+            ..self.clone()
+        }
+    }
 }
 
 impl Rewrite<Id> for Store {
@@ -135,6 +178,16 @@ impl Rewrite<Id> for Store {
                 .iter()
                 .map(|(k, cs)| (*k, cs.iter().map(|c| c.rewrite(plan)).collect()))
                 .collect(),
+            generation: self.generation,
+            floor: self.floor,
+            backup: self.backup.as_ref().map(|b| Box::new(b.rewrite(plan))),
+            issued: self
+                .issued
+                .iter()
+                .map(|(k, v)| (*k, v.rewrite(plan)))
+                .collect(),
+            reissued: self.reissued,
+            restores: self.restores,
         }
     }
 }
@@ -341,6 +394,9 @@ impl Server<'_> {
             store.hints.clear();
         }
         store.boots = store.boots.saturating_add(1);
+        if self.cfg.restore {
+            self.check_identity(storage.is_some(), &mut store);
+        }
         o.save(store.clone());
         let dirty = self.cfg.anti_entropy && !store.data.is_empty();
         let offer = self.cfg.sloppy && !store.hints.is_empty();
@@ -374,6 +430,9 @@ impl Server<'_> {
             if clock.is_reaped() {
                 self.consider_forgetting(&s, key, o);
             }
+        }
+        if self.cfg.restore {
+            self.offer_restore(&s, o);
         }
         s
     }
@@ -459,6 +518,12 @@ impl Server<'_> {
         if let Some((src, msg)) = self.resolve(st, lose, o) {
             self.handle(st, src, msg, o);
         }
+    }
+
+    /// The operator's fault on this running server: its directory restored from the backup,
+    /// or wiped (`restore.rs`).
+    pub fn on_restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
+        self.restore(st, wipe, o);
     }
 
     /// Handles one message: any answer to a request of ours clears the sender's suspicion,

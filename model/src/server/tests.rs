@@ -471,3 +471,83 @@ fn a_put_whose_context_is_ahead_is_refused_and_the_coordinator_catches_up() {
         .iter()
         .any(|(_, m)| matches!(m, Msg::PutOk { .. })));
 }
+
+/// The dot server 0's clock of key 0 gave the client's write `seq`.
+fn dot_of(s: &ServerState, seq: u8) -> Option<crate::dvv::Dot> {
+    let value = Value {
+        client: client(),
+        seq,
+        key: 0,
+        tomb: false,
+    };
+    s.store.data.get(&0)?.dot_of(value)
+}
+
+/// Server 0 of a restore configuration after a blind put of `seq`, stored with W = 1.
+fn written(cfg: &Settings, s: &ServerState, seq: u8) -> ServerState {
+    let mut st = Cow::Borrowed(s);
+    Server { cfg }.on_msg(&mut st, client(), put(seq, false), &mut Out::new());
+    st.into_owned()
+}
+
+fn restore_settings(mutation: Option<Mutation>) -> Settings {
+    Settings {
+        restore: true,
+        mutation,
+        ..Settings::plain(2, 2, 1, 1)
+    }
+}
+
+#[test]
+fn a_restart_keeps_the_identity_and_continues_its_counter() {
+    let cfg = restore_settings(None);
+    let s = written(&cfg, &boot(&cfg, 0), 1);
+    let s = Server { cfg: &cfg }.start(0, &Some(s.store), &mut Out::new());
+    assert_eq!(s.store.floor, 0);
+    let s = written(&cfg, &s, 2);
+    assert_eq!(dot_of(&s, 2), Some((0, 2)));
+    assert!(!s.store.reissued);
+}
+
+#[test]
+fn a_restored_backup_takes_a_fresh_identity_and_reuses_no_dot() {
+    for mutation in [None, Some(Mutation::RestoreKeepsIdentity)] {
+        let cfg = restore_settings(mutation);
+        // Write 1, stop (the backup holds write 1), start, write 2: dot (0, 2).
+        let s = written(&cfg, &boot(&cfg, 0), 1);
+        let s = Server { cfg: &cfg }.start(0, &Some(s.store), &mut Out::new());
+        let s = written(&cfg, &s, 2);
+        assert_eq!(dot_of(&s, 2), Some((0, 2)));
+        // The directory goes back to the backup; write 3 must not get (0, 2) again.
+        let mut st = Cow::Borrowed(&s);
+        Server { cfg: &cfg }.on_restore(&mut st, false, &mut Out::new());
+        let s = st.into_owned();
+        assert_eq!(dot_of(&s, 1), Some((0, 1)), "the backup's write is back");
+        assert_eq!(dot_of(&s, 2), None, "the later write is not");
+        let s = written(&cfg, &s, 3);
+        if mutation.is_none() {
+            assert!(s.store.floor >= 1);
+            assert!(dot_of(&s, 3).is_some_and(|(a, _)| crate::dvv::epoch_of(a) >= 1));
+            assert!(!s.store.reissued);
+        } else {
+            assert_eq!(dot_of(&s, 3), Some((0, 2)), "the bug reissues the dot");
+            assert!(s.store.reissued);
+        }
+    }
+}
+
+#[test]
+fn a_wiped_directory_takes_a_fresh_identity() {
+    let cfg = restore_settings(None);
+    let s = written(&cfg, &boot(&cfg, 0), 1);
+    let mut st = Cow::Borrowed(&s);
+    Server { cfg: &cfg }.on_restore(&mut st, true, &mut Out::new());
+    let s = written(&cfg, &st, 2);
+    assert!(s.store.data.get(&0).is_some_and(|c| c.values().len() == 1));
+    assert_eq!(
+        dot_of(&s, 2).map(|(a, c)| (crate::dvv::epoch_of(a), c)),
+        Some((1, 1))
+    );
+    assert_eq!(s.store.restores, 1, "counted outside the directory");
+    assert!(!s.store.reissued);
+}

@@ -107,6 +107,12 @@ fn event(prev: &SysState, action: &Action, sent: &[Envelope]) -> Event {
         ActorModelAction::Recover(id) => Event::Recover { node: (*id).into() },
         ActorModelAction::SelectRandom { actor, random, .. } => {
             let actor: usize = (*actor).into();
+            if let Choice::Restore | Choice::Wipe = random {
+                return Event::Restore {
+                    node: actor,
+                    wipe: *random == Choice::Wipe,
+                };
+            }
             if let Some(env) = held(prev, actor) {
                 return match random {
                     Choice::Lose => Event::Drop(env),

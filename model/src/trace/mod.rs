@@ -90,6 +90,14 @@ pub enum Event {
         /// The server.
         node: usize,
     },
+    /// The operator stopped a running server, replaced its data directory by its backup (or
+    /// by nothing: `wipe`) and started it again (`restore`).
+    Restore {
+        /// The server.
+        node: usize,
+        /// The directory was wiped rather than restored.
+        wipe: bool,
+    },
 }
 
 /// A server's durable state as observed after a step.
@@ -172,6 +180,9 @@ pub struct TraceSettings {
     pub duplicating: bool,
     /// Server crashes allowed in all.
     pub crashes: u8,
+    /// Wipes or restores of a data directory allowed in all.
+    #[serde(default)]
+    pub restores: u8,
     /// Messages in flight allowed, if bounded.
     pub max_network: Option<usize>,
     /// A deliberate bug, if any.
@@ -205,6 +216,7 @@ impl TraceSettings {
             lossy: cfg.lossy,
             duplicating: cfg.duplicating,
             crashes: cfg.crashes,
+            restores: cfg.restores,
             max_network: cfg.max_network,
             mutation: s.mutation,
             scripts: cfg.scripts.clone(),
@@ -234,6 +246,7 @@ impl TraceSettings {
                 client_timeouts: self.client_timeouts,
                 timeouts: self.timeouts,
                 dedup: self.dedup,
+                restore: self.restores > 0,
                 lose: self.lose,
                 mutation: self.mutation,
             },
@@ -241,6 +254,7 @@ impl TraceSettings {
             lossy: self.lossy,
             duplicating: self.duplicating,
             crashes: self.crashes,
+            restores: self.restores,
             max_network: self.max_network,
         }
     }

@@ -173,5 +173,11 @@ fn describe(e: &Event) -> String {
         },
         Event::Crash { node } => format!("server {node} crashes"),
         Event::Recover { node } => format!("server {node} recovers"),
+        Event::Restore { node, wipe: true } => {
+            format!("server {node}'s data directory is wiped; it starts again")
+        }
+        Event::Restore { node, wipe: false } => {
+            format!("server {node}'s data directory is restored from its backup; it starts again")
+        }
     }
 }

@@ -16,8 +16,8 @@
 
 use super::super::{id, PutCoord, Server, ServerState, Waiter};
 use crate::actor::Wiring;
-use crate::clock::Scheme;
-use crate::dvv::{actor, leq, server_of, NodeId};
+use crate::clock::{Clock, Scheme};
+use crate::dvv::{actor, epoch_of, leq, server_of, NodeId};
 use crate::msg::Msg;
 use crate::mutation::Mutation;
 use crate::value::{Key, RequestId, Value, VersionVector};
@@ -72,6 +72,9 @@ impl Server<'_> {
         let clock = self
             .local(st, key)
             .update(context, self.actor_for(st, key), value);
+        if self.cfg.restore {
+            self.issued(st, key, &clock, value);
+        }
         let unsaved = self.mark_served(st, req);
         if !self.store(st, key, clock.clone(), o) && unsaved {
             self.save(st, o);
@@ -121,17 +124,33 @@ impl Server<'_> {
         self.cfg.scheme == Scheme::Dvv && !leq(context, &self.local(s, key).context())
     }
 
-    /// The actor this server writes `key` under: the newest of its own in the key's clock,
-    /// else a fresh one in the key's next epoch (epoch 0 until the key is forgotten here; see
-    /// [`crate::dvv::EPOCH_STRIDE`]).
+    /// The actor this server writes `key` under: the newest of its current identity's in the
+    /// key's clock, else a fresh one in the key's next epoch (epoch 0 until the key is
+    /// forgotten here or the server takes a fresh identity; see [`crate::dvv::EPOCH_STRIDE`]
+    /// and `restore.rs`).
     fn actor_for(&self, s: &ServerState, key: Key) -> NodeId {
+        let floor = s.store.floor;
         let own = self
             .local(s, key)
             .context()
             .into_keys()
-            .filter(|a| server_of(*a) == s.me)
+            .filter(|a| server_of(*a) == s.me && epoch_of(*a) >= floor)
             .max();
-        own.unwrap_or_else(|| actor(s.me, s.store.epochs.get(&key).copied().unwrap_or(0)))
+        let epoch = s.store.epochs.get(&key).copied().unwrap_or(0).max(floor);
+        own.unwrap_or_else(|| actor(s.me, epoch))
+    }
+
+    /// Ghost (`restore`): records the dot the put's `value` got, and whether it already named
+    /// another write.
+    fn issued(&self, st: &mut Cow<ServerState>, key: Key, clock: &Clock, value: Value) {
+        let Some(dot) = clock.dot_of(value) else {
+            return;
+        };
+        let s = st.to_mut();
+        let before = s.store.issued.insert((key, dot), value);
+        if before.is_some_and(|v| v != value) {
+            s.store.reissued = true;
+        }
     }
 
     /// A replica (or a fallback) saved the put: count it once per server.

@@ -1,0 +1,100 @@
+//! Wiping a data directory or restoring it from a backup (`restore`), and the fresh identity
+//! that keeps either from reusing a dot.
+//!
+//! A server issues a key's dots under its own actor, continuing the newest counter its clock
+//! of the key holds. That is safe across crashes because a write is saved before any message
+//! carries its dot. It is not safe across an operator's faults: a wiped directory, or one
+//! restored from a backup, has lost dots the server already issued, and continuing from what
+//! is left would issue them again for other writes — which every replica that holds the
+//! first write would take as already seen, silently dropping the second.
+//!
+//! The fault: at any moment a running server stops, its directory is replaced — by its
+//! backup (the directory as it last stopped, `Store::backup`) or by nothing (a wipe) — and
+//! it starts again. What survives is outside the directory: the identity file's generation
+//! (`boots`) and the ghosts.
+//!
+//! The remedy, as the node's `identity.rs` does it: every start raises the generation in the
+//! directory (`generation`) and in the identity file (`boots`) alike, so a start that finds
+//! the directory's copy behind the file's knows the directory is older than the server, and
+//! takes a fresh identity: its actors from then on have epochs beyond every epoch it ever
+//! used (`floor`). The node draws a random 64-bit identity; the model, which cannot draw one
+//! that is certainly unused, takes the epoch after the largest its ghost of issued dots
+//! holds — the same guarantee, stated rather than drawn.
+//!
+//! A backup is taken of a stopped server. A copy of a running node's directory is not a
+//! consistent copy of its storage engine, and a copy taken after the last start would carry
+//! the current generation: restoring it could not be told from a restart.
+
+use super::{Server, ServerState, Store};
+use crate::actor::{Choice, Timer, Wiring};
+use crate::dvv::epoch_of;
+use crate::mutation::Mutation;
+use stateright::actor::Out;
+use std::borrow::Cow;
+
+impl Server<'_> {
+    /// Offers the operator's faults on this running server: restore its backup (when it holds
+    /// anything) or wipe its directory (bounded by the configuration's `restores`).
+    pub(super) fn offer_restore(&self, s: &ServerState, o: &mut Out<Wiring>) {
+        let restorable = s
+            .store
+            .backup
+            .as_ref()
+            .is_some_and(|b| !b.data.is_empty() || !b.hints.is_empty());
+        let mut choices = vec![Choice::Wipe];
+        if restorable {
+            choices.insert(0, Choice::Restore);
+        }
+        o.choose_random("restore", choices);
+    }
+
+    /// At a start: keeps the backup of the directory as it stopped, compares the directory's
+    /// generation with the identity file's, and takes a fresh identity if the directory is
+    /// older. `boots` has just been raised; `restarted` tells a restart from the first start.
+    pub(super) fn check_identity(&self, restarted: bool, store: &mut Store) {
+        store.backup = Some(Box::new(store.directory()));
+        let older = store.generation.saturating_add(1) != store.boots;
+        if restarted && older && !self.cfg.mutated(Mutation::RestoreKeepsIdentity) {
+            let used = store.issued.keys().map(|(_, (a, _))| epoch_of(*a)).max();
+            store.floor = used.map_or(store.floor, |e| e.saturating_add(1));
+        }
+        store.generation = store.boots;
+    }
+
+    /// The operator's fault: the server stops, its directory is replaced by its backup or
+    /// wiped, and it starts again on what remains.
+    pub(super) fn restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
+        let s = st.to_mut();
+        for slot in s
+            .puts
+            .values()
+            .map(|p| p.slot)
+            .chain(s.gets.values().map(|g| g.slot))
+            .chain(s.forwards.values().map(|f| f.slot))
+        {
+            o.cancel_timer(Timer::Deadline(slot));
+        }
+        for timer in [Timer::AntiEntropy, Timer::Handoff, Timer::Expire] {
+            o.cancel_timer(timer);
+        }
+        for key in s.forgets.keys() {
+            o.cancel_timer(Timer::Forget(*key));
+        }
+        let outside = &s.store;
+        let directory = if wipe {
+            Store::default()
+        } else {
+            outside.backup.as_deref().cloned().unwrap_or_default()
+        };
+        let store = Store {
+            boots: outside.boots,
+            lost: outside.lost,
+            backup: outside.backup.clone(),
+            issued: outside.issued.clone(),
+            reissued: outside.reissued,
+            restores: outside.restores.saturating_add(1),
+            ..directory
+        };
+        *s = self.start(s.me, &Some(store), o);
+    }
+}
