@@ -181,17 +181,20 @@ pub fn fresh_identity_written(_: &ShoalModel, state: &SysState) -> bool {
 
 /// A server's directory was restored from a backup that held some of its own writes, and it
 /// wrote again afterwards.
+/// (The backup a start keeps is the directory it started on: after a restore, the restored
+/// one; its own actors are those of the dots it issued.)
 pub fn restored_backup_written(_: &ShoalModel, state: &SysState) -> bool {
+    use crate::dvv::{epoch_of, server_of};
     stores(state).iter().any(|s| {
+        let Some(me) = s.issued.keys().next().map(|(_, (a, _))| server_of(*a)) else {
+            return false;
+        };
+        let own_old = |a: &u8| server_of(*a) == me && epoch_of(*a) < s.floor;
         s.floor > 0
-            && s.data.values().any(|c| {
-                c.context()
-                    .keys()
-                    .any(|a| crate::dvv::epoch_of(*a) < s.floor)
-            })
-            && s.issued
-                .keys()
-                .any(|(_, (a, _))| crate::dvv::epoch_of(*a) >= s.floor)
+            && s.backup
+                .as_deref()
+                .is_some_and(|b| b.data.values().any(|c| c.context().keys().any(own_old)))
+            && s.issued.keys().any(|(_, (a, _))| epoch_of(*a) >= s.floor)
     })
 }
 

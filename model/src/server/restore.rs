@@ -13,13 +13,20 @@
 //! it starts again. What survives is outside the directory: the identity file's generation
 //! (`boots`) and the ghosts.
 //!
-//! The remedy, as the node's `identity.rs` does it: every start raises the generation in the
-//! directory (`generation`) and in the identity file (`boots`) alike, so a start that finds
-//! the directory's copy behind the file's knows the directory is older than the server, and
-//! takes a fresh identity: its actors from then on have epochs beyond every epoch it ever
-//! used (`floor`). The node draws a random 64-bit identity; the model, which cannot draw one
-//! that is certainly unused, takes the epoch after the largest its ghost of issued dots
-//! holds — the same guarantee, stated rather than drawn.
+//! The remedy, the node's `identity.rs`: the identity is recorded twice, in the directory and
+//! in an identity file outside it, with a generation every start raises in both; a start
+//! whose two records differ takes a fresh identity. The model keeps the generation only
+//! (`generation` in the directory, `boots` in the file): a wiped or restored directory's is
+//! behind the file's. A fresh identity means actors with epochs beyond every epoch the server
+//! ever used (`floor`). The node draws a random 64-bit identity; the model, which cannot draw
+//! one that is certainly unused, takes the epoch after the largest in its ghost of issued
+//! dots. Since that choice reads the ghost the property is judged against, what the check
+//! establishes is the detection (every wipe and restore is noticed before the next write) and
+//! that writes then use the fresh actors only — not the freshness of a random draw.
+//!
+//! Modelled: one backup per server, the directory as it last stopped, kept at every start;
+//! not older backups, nor a directory copied to another server (the node's record names its
+//! node, so such a copy differs from the file; `impl/tests/identity.rs`).
 //!
 //! A backup is taken of a stopped server. A copy of a running node's directory is not a
 //! consistent copy of its storage engine, and a copy taken after the last start would carry
@@ -35,12 +42,11 @@ use std::borrow::Cow;
 impl Server<'_> {
     /// Offers the operator's faults on this running server: restore its backup (when it holds
     /// anything) or wipe its directory (bounded by the configuration's `restores`).
+    /// (Offered at a start, so a wipe is offered even while the directory is still empty: it
+    /// may hold writes by the time the choice is taken. A restore of an empty backup is a wipe.)
     pub(super) fn offer_restore(&self, s: &ServerState, o: &mut Out<Wiring>) {
-        let restorable = s
-            .store
-            .backup
-            .as_ref()
-            .is_some_and(|b| !b.data.is_empty() || !b.hints.is_empty());
+        let backup = s.store.backup.as_deref();
+        let restorable = backup.is_some_and(|b| !b.data.is_empty() || !b.hints.is_empty());
         let mut choices = vec![Choice::Wipe];
         if restorable {
             choices.insert(0, Choice::Restore);
@@ -63,7 +69,13 @@ impl Server<'_> {
 
     /// The operator's fault: the server stops, its directory is replaced by its backup or
     /// wiped, and it starts again on what remains.
+    /// Not while the server holds a message undecided (`lose`): like a crash then, that would
+    /// be a loss outside the budget; the choice is offered again.
     pub(super) fn restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
+        if st.pending.is_some() {
+            self.offer_restore(st, o);
+            return;
+        }
         let s = st.to_mut();
         for slot in s
             .puts
@@ -77,7 +89,7 @@ impl Server<'_> {
         for timer in [Timer::AntiEntropy, Timer::Handoff, Timer::Expire] {
             o.cancel_timer(timer);
         }
-        for key in s.forgets.keys() {
+        for key in s.forgets.keys().chain(s.store.data.keys()) {
             o.cancel_timer(Timer::Forget(*key));
         }
         let outside = &s.store;

@@ -5,13 +5,15 @@
 //! write (a write's change is computed when it is handed to the shell and applied when it is
 //! reported durable), and rebuilt from a scan of the partition when the node starts. Every
 //! [`CoreConfig::aae_interval`](super::CoreConfig) the node starts one *exchange* with one
-//! replica of one partition, round-robin over its partitions and their healthy replicas:
+//! replica of one partition, round-robin over its partitions and their healthy replicas, or
+//! confirms the exchange under way:
 //!
 //! 1. initiator → `AaeBranches`: its 32 branch hashes;
 //! 2. responder → `AaeSegments`: its hashes of every segment in the branches that differ
 //!    (none: the trees agree, the exchange is complete);
-//! 3. *confirmation*: at its next round the initiator compares again (steps 1–2 under a new
-//!    exchange id) and keeps only the segments that differed both times (none: the difference
+//! 3. *confirmation*: at its first round a full interval after that answer (and with the
+//!    responder still healthy; else the exchange is given up) the initiator compares again
+//!    (steps 1–2 under a new exchange id) and keeps only the segments that differed both times (none: the difference
 //!    was writes still being replicated, and the exchange is complete without reading a key).
 //!    Riak's tictac AAE confirms the same way: under load most differences are in flight, and
 //!    listing a segment's keys scans the partition on both replicas;
@@ -65,8 +67,9 @@ struct Exchange {
 enum Stage {
     /// The first comparison: waiting for the responder's segments.
     First,
-    /// These segments differed at the first comparison; the next round compares again.
-    Differed(BTreeSet<u16>),
+    /// These segments differed at the first comparison, answered at this time; the first
+    /// round an interval later compares again.
+    Differed(BTreeSet<u16>, Time),
     /// The second comparison: waiting for the responder's segments again.
     Confirming(BTreeSet<u16>),
 }
@@ -76,7 +79,8 @@ enum Stage {
 pub struct AaeStats {
     /// Exchanges started by this node.
     pub exchanges: u64,
-    /// Exchanges that found the trees equal or repaired them.
+    /// Exchanges that found the trees equal, found their differences gone when compared
+    /// again, or sent the keys that still differed.
     pub exchanges_completed: u64,
     /// Keys this node pushed or asked for in exchanges.
     pub keys_repaired: u64,
@@ -206,21 +210,30 @@ impl AntiEntropy {
             .as_mut()
             .filter(|x| now.saturating_sub(x.started) < EXCHANGE_TIMEOUT)
         {
-            if let Stage::Differed(first) = &mut x.stage {
-                let first = std::mem::take(first);
-                self.next_id += 1;
-                x.id = self.next_id;
-                x.stage = Stage::Confirming(first);
-                if let Some(tree) = self.trees.get(&x.partition) {
-                    let msg = PeerMessage::AaeBranches {
-                        exchange: x.id,
-                        partition: x.partition,
-                        branches: tree.branches(),
-                    };
-                    env.out.send(x.peer, msg);
-                }
+            // A full interval between the two comparisons, whenever the first answer came.
+            let due = matches!(x.stage, Stage::Differed(_, at)
+                if now.saturating_sub(at) >= env.config.aae_interval);
+            if !due {
+                return self.reap_checks();
             }
-            return self.reap_checks();
+            if env.detector.healthy(x.peer) {
+                if let Stage::Differed(first, _) = std::mem::replace(&mut x.stage, Stage::First) {
+                    self.next_id += 1;
+                    x.id = self.next_id;
+                    x.started = now;
+                    x.stage = Stage::Confirming(first);
+                    if let Some(tree) = self.trees.get(&x.partition) {
+                        let msg = PeerMessage::AaeBranches {
+                            exchange: x.id,
+                            partition: x.partition,
+                            branches: tree.branches(),
+                        };
+                        env.out.send(x.peer, msg);
+                    }
+                }
+                return self.reap_checks();
+            }
+            // The peer is no longer healthy: give the exchange up and start another.
         }
         self.current = None;
         for _ in 0..self.partitions.len() {
@@ -335,7 +348,7 @@ impl AntiEntropy {
             Stage::First => {
                 let first: BTreeSet<u16> = now_differing.collect();
                 if !first.is_empty() {
-                    x.stage = Stage::Differed(first);
+                    x.stage = Stage::Differed(first, now);
                     return;
                 }
                 first
@@ -348,7 +361,7 @@ impl AntiEntropy {
                 }
                 confirmed
             }
-            Stage::Differed(_) => return,
+            Stage::Differed(..) => return,
         };
         if differing.is_empty() {
             self.complete(now, partition);
@@ -372,7 +385,7 @@ impl AntiEntropy {
         self.stats.exchanges_completed += 1;
     }
 
-    /// Responder, step 4: push what the initiator lacks or holds differently, ask for what we
+    /// Responder, step 5: push what the initiator lacks or holds differently, ask for what we
     /// lack or hold differently.
     pub(crate) fn on_keys<S: Store>(
         &mut self,
