@@ -205,11 +205,12 @@ impl AntiEntropy {
             return Vec::new();
         }
         self.next_round = Some(now + env.config.aae_interval);
-        if let Some(x) = self
-            .current
-            .as_mut()
-            .filter(|x| now.saturating_sub(x.started) < EXCHANGE_TIMEOUT)
-        {
+        // An exchange waiting for its confirmation waits on this node, not on the peer: it
+        // does not time out.
+        if let Some(x) = self.current.as_mut().filter(|x| {
+            matches!(x.stage, Stage::Differed(..))
+                || now.saturating_sub(x.started) < EXCHANGE_TIMEOUT
+        }) {
             // A full interval between the two comparisons, whenever the first answer came.
             let due = matches!(x.stage, Stage::Differed(_, at)
                 if now.saturating_sub(at) >= env.config.aae_interval);

@@ -1072,6 +1072,32 @@ fn a_wiped_replica_is_refilled_by_anti_entropy() {
 }
 
 #[test]
+fn a_wiped_replica_is_refilled_with_an_interval_longer_than_the_exchange_timeout() {
+    // The confirmation comes an interval after the first comparison: its timeout must not
+    // count from the exchange's start.
+    let interval = Duration::from_secs(30);
+    let config = CoreConfig {
+        aae_interval: interval,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::new(3, config);
+    for i in 0..30 {
+        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
+    }
+    sim.run(&[]);
+    sim.nodes[&NodeId(3)].1 .0.borrow_mut().clear();
+    sim.restart(3);
+    for _ in 0..120 {
+        sim.advance(interval);
+        sim.run(&[]);
+    }
+    for i in 0..30 {
+        let key = format!("k{i}");
+        assert!(local(&sim, 3, &key).is_some(), "{key} not refilled");
+    }
+}
+
+#[test]
 fn a_delete_a_replica_missed_is_completed_and_reaped_through_anti_entropy() {
     let mut sim = Sim::new(3, CoreConfig::default());
     sim.client(1, 1, put("k", "v", VersionVector::new()));
