@@ -11,10 +11,11 @@
 //! 1. initiator → `AaeBranches`: its 32 branch hashes;
 //! 2. responder → `AaeSegments`: its hashes of every segment in the branches that differ
 //!    (none: the trees agree, the exchange is complete);
-//! 3. *confirmation*: at its first round a full interval after that answer (and with the
-//!    responder still healthy; else the exchange is given up) the initiator compares again
-//!    (steps 1–2 under a new exchange id) and keeps only the segments that differed both times (none: the difference
-//!    was writes still being replicated, and the exchange is complete without reading a key).
+//! 3. *confirmation*: at its first round at least half an interval after that answer (and
+//!    with the responder still healthy; else the exchange is given up) the initiator compares
+//!    again (steps 1–2 under a new exchange id) and keeps only the segments that differed both
+//!    times (none: the difference was writes still being replicated, and the exchange is
+//!    complete without reading a key).
 //!    Riak's tictac AAE confirms the same way: under load most differences are in flight, and
 //!    listing a segment's keys scans the partition on both replicas;
 //! 4. initiator → `AaeKeys`: its keys and clock hashes in the confirmed segments;
@@ -68,7 +69,7 @@ enum Stage {
     /// The first comparison: waiting for the responder's segments.
     First,
     /// These segments differed at the first comparison, answered at this time; the first
-    /// round an interval later compares again.
+    /// round at least half an interval later compares again.
     Differed(BTreeSet<u16>, Time),
     /// The second comparison: waiting for the responder's segments again.
     Confirming(BTreeSet<u16>),
@@ -211,9 +212,10 @@ impl AntiEntropy {
             matches!(x.stage, Stage::Differed(..))
                 || now.saturating_sub(x.started) < EXCHANGE_TIMEOUT
         }) {
-            // A full interval between the two comparisons, whenever the first answer came.
+            // The two comparisons at least half an interval apart however late the first
+            // answer came (when it comes at once, the next round).
             let due = matches!(x.stage, Stage::Differed(_, at)
-                if now.saturating_sub(at) >= env.config.aae_interval);
+                if now.saturating_sub(at) >= env.config.aae_interval / 2);
             if !due {
                 return self.reap_checks();
             }
