@@ -995,8 +995,8 @@ fn local(sim: &Sim, node: u64, key: &str) -> Option<Clock> {
     sim.nodes[&NodeId(node)].1.load(&skey).expect("load")
 }
 
-#[test]
-fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
+/// Three nodes, `W = 2`, no read repair: forty blind puts through node 1, not yet delivered.
+fn forty_writes_without_read_repair() -> Sim {
     let config = CoreConfig {
         w: 2,
         read_repair: false,
@@ -1006,6 +1006,12 @@ fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
     for i in 0..40 {
         sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
     }
+    sim
+}
+
+#[test]
+fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
+    let mut sim = forty_writes_without_read_repair();
     sim.run(&[3]);
     assert!((0..40).all(|i| local(&sim, 3, &format!("k{i}")).is_none()));
     entropy_rounds(&mut sim, 120);
@@ -1026,15 +1032,7 @@ fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date_without_reads() {
 
 #[test]
 fn anti_entropy_leaves_alone_differences_gone_when_compared_again() {
-    let config = CoreConfig {
-        w: 2,
-        read_repair: false,
-        ..CoreConfig::default()
-    };
-    let mut sim = Sim::new(3, config);
-    for i in 0..40 {
-        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
-    }
+    let mut sim = forty_writes_without_read_repair();
     // Node 3's copies are still in flight when the first comparisons run…
     let in_flight = sim.run_holding_replicates_to(3);
     assert!(!in_flight.is_empty());
