@@ -220,16 +220,9 @@ impl<S: TestStore> Driver<'_, S> {
         repairs: &mut Vec<InFlight>,
     ) -> Option<u32> {
         let mut partition = None;
-        let completed = |d: &Self, p: u32| {
-            let at = d.h.core(x).map(|c| c.aae_completed());
-            at.and_then(|all| all.into_iter().find(|(q, _)| *q == p))
-        };
-        let before: Vec<(u32, shoal::Time)> = self
-            .h
-            .core(x)
-            .map(|c| c.aae_completed())
-            .unwrap_or_default();
-        let completed_before = |p: u32| before.iter().find(|(q, _)| *q == p).copied();
+        // Only this exchange runs at `x`: it completed if `x`'s completions changed.
+        let completions = |d: &Self| d.h.core(x).map(|c| c.aae_completed());
+        let before = completions(self);
         loop {
             let mut old = mark.to_vec();
             let fresh: Vec<bool> = self
@@ -251,7 +244,7 @@ impl<S: TestStore> Driver<'_, S> {
                     && (is_exchange(&m.msg) || matches!(m.msg, PeerMessage::Repair { .. }))
             });
             let Some((j, m)) = next else {
-                return partition.filter(|p| completed(self, *p) != completed_before(*p));
+                return partition.filter(|_| completions(self) != before);
             };
             let m = m.clone();
             match &m.msg {

@@ -153,6 +153,20 @@ impl Store {
             ..self.clone()
         }
     }
+
+    /// This store with its data directory replaced by `dir`'s; what lies outside the
+    /// directory stays.
+    pub fn with_directory(&self, dir: &Store) -> Store {
+        Store {
+            boots: self.boots,
+            lost: self.lost,
+            backup: self.backup.clone(),
+            issued: self.issued.clone(),
+            reissued: self.reissued,
+            restores: self.restores,
+            ..dir.directory()
+        }
+    }
 }
 
 impl Rewrite<Id> for Store {
@@ -518,12 +532,6 @@ impl Server<'_> {
         if let Some((src, msg)) = self.resolve(st, lose, o) {
             self.handle(st, src, msg, o);
         }
-    }
-
-    /// The operator's fault on this running server: its directory restored from the backup,
-    /// or wiped (`restore.rs`).
-    pub fn on_restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
-        self.restore(st, wipe, o);
     }
 
     /// Handles one message: any answer to a request of ours clears the sender's suspicion,

@@ -68,10 +68,9 @@ impl Server<'_> {
     }
 
     /// The operator's fault: the server stops, its directory is replaced by its backup or
-    /// wiped, and it starts again on what remains.
-    /// Not while the server holds a message undecided (`lose`): like a crash then, that would
+    /// wiped, and it starts again on what remains. Not while the server holds a message undecided (`lose`): like a crash then, that would
     /// be a loss outside the budget; the choice is offered again.
-    pub(super) fn restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
+    pub fn on_restore(&self, st: &mut Cow<ServerState>, wipe: bool, o: &mut Out<Wiring>) {
         if st.pending.is_some() {
             self.offer_restore(st, o);
             return;
@@ -92,21 +91,12 @@ impl Server<'_> {
         for key in s.forgets.keys().chain(s.store.data.keys()) {
             o.cancel_timer(Timer::Forget(*key));
         }
-        let outside = &s.store;
-        let directory = if wipe {
-            Store::default()
-        } else {
-            outside.backup.as_deref().cloned().unwrap_or_default()
+        let directory = match s.store.backup.as_deref() {
+            Some(backup) if !wipe => backup.clone(),
+            _ => Store::default(),
         };
-        let store = Store {
-            boots: outside.boots,
-            lost: outside.lost,
-            backup: outside.backup.clone(),
-            issued: outside.issued.clone(),
-            reissued: outside.reissued,
-            restores: outside.restores.saturating_add(1),
-            ..directory
-        };
+        let mut store = s.store.with_directory(&directory);
+        store.restores = store.restores.saturating_add(1);
         *s = self.start(s.me, &Some(store), o);
     }
 }

@@ -107,9 +107,7 @@ fn a_wiped_replica_is_refilled_with_an_interval_longer_than_the_exchange_timeout
 #[test]
 fn a_delete_a_replica_missed_is_completed_and_reaped_through_anti_entropy() {
     let mut sim = Sim::new(3, CoreConfig::default());
-    sim.client(1, 1, put("k", "v", VersionVector::new()));
-    sim.run(&[]);
-    let (_, ctx) = sim.read(1, 2, "k");
+    let ctx = sim.write_and_read_back("k", "v");
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[3]);
     assert!(sim.stored(3));

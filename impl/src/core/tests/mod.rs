@@ -209,6 +209,14 @@ impl Sim {
         found(self.replies.get(&ClientId(client)))
     }
 
+    /// Client 1 writes `value` to `key` through node 1, every copy arrives, and client 2 reads
+    /// the key back through node 1: the context it got.
+    fn write_and_read_back(&mut self, key: &str, value: &str) -> VersionVector {
+        self.client(1, 1, put(key, value, VersionVector::new()));
+        self.run(&[]);
+        self.read(1, 2, key).1
+    }
+
     /// Makes the `i`-th pending write durable and collects what follows.
     fn complete_write(&mut self, i: usize) {
         let (node, p, write) = self.pending.remove(i);
@@ -321,9 +329,7 @@ fn concurrent_blind_writes_become_siblings_and_a_merged_write_resolves_them() {
 fn two_writes_with_one_context_through_one_coordinator_both_survive() {
     // Dynamo's per-coordinator clocks lose one of these; DVVSets keep both.
     let mut sim = Sim::new(3, CoreConfig::default());
-    sim.client(1, 1, put("k", "v0", VersionVector::new()));
-    sim.run(&[]);
-    let (_, ctx) = sim.read(1, 2, "k");
+    let ctx = sim.write_and_read_back("k", "v0");
     sim.client(1, 3, put("k", "x", ctx.clone()));
     sim.client(1, 4, put("k", "y", ctx));
     sim.run(&[]);
@@ -770,9 +776,7 @@ fn a_tombstone_is_kept_while_a_replica_has_not_acknowledged_it() {
         ..CoreConfig::default()
     };
     let mut sim = Sim::new(3, config);
-    sim.client(1, 1, put("k", "v", VersionVector::new()));
-    sim.run(&[]);
-    let (_, ctx) = sim.read(1, 2, "k");
+    let ctx = sim.write_and_read_back("k", "v");
     sim.client(1, 3, delete("k", ctx));
     sim.run(&[3]);
     // W = 2 answered the client; node 3 never acknowledged, so nothing is reaped.
