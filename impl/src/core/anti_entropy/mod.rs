@@ -75,6 +75,16 @@ enum Stage {
     Confirming(BTreeSet<u16>),
 }
 
+/// What a round does with the exchange under way.
+enum Next {
+    /// Leave it be: its answer or its confirmation is not due yet.
+    Wait,
+    /// Compare the partition's trees again (step 3).
+    Confirm,
+    /// Drop it (timed out, or its peer is no longer healthy) and start another.
+    GiveUp,
+}
+
 /// Counters of anti-entropy's work.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AaeStats {
@@ -206,39 +216,41 @@ impl AntiEntropy {
             return Vec::new();
         }
         self.next_round = Some(now + env.config.aae_interval);
-        // An exchange waiting for its confirmation waits on this node, not on the peer: it
-        // does not time out.
-        if let Some(x) = self.current.as_mut().filter(|x| {
-            matches!(x.stage, Stage::Differed(..))
-                || now.saturating_sub(x.started) < EXCHANGE_TIMEOUT
-        }) {
+        let waiting = self.current.as_ref().map(|x| match x.stage {
             // The two comparisons at least half an interval apart however late the first
-            // answer came (when it comes at once, the next round).
-            let due = matches!(x.stage, Stage::Differed(_, at)
-                if now.saturating_sub(at) >= env.config.aae_interval / 2);
-            if !due {
-                return self.reap_checks();
+            // answer came (when it comes at once, the next round). Waiting for the
+            // confirmation waits on this node, not on the peer: it does not time out.
+            Stage::Differed(_, at) if now.saturating_sub(at) < env.config.aae_interval / 2 => {
+                Next::Wait
             }
-            if env.detector.healthy(x.peer) {
-                if let Stage::Differed(first, _) = std::mem::replace(&mut x.stage, Stage::First) {
-                    self.next_id += 1;
-                    x.id = self.next_id;
-                    x.started = now;
-                    x.stage = Stage::Confirming(first);
-                    if let Some(tree) = self.trees.get(&x.partition) {
-                        let msg = PeerMessage::AaeBranches {
-                            exchange: x.id,
-                            partition: x.partition,
-                            branches: tree.branches(),
-                        };
-                        env.out.send(x.peer, msg);
-                    }
+            Stage::Differed(..) if env.detector.healthy(x.peer) => Next::Confirm,
+            // The peer is no longer healthy: give the exchange up and start another.
+            Stage::Differed(..) => Next::GiveUp,
+            _ if now.saturating_sub(x.started) < EXCHANGE_TIMEOUT => Next::Wait,
+            _ => Next::GiveUp,
+        });
+        match waiting {
+            Some(Next::Wait) => return self.reap_checks(),
+            Some(Next::Confirm) => {
+                if let Some(Exchange {
+                    partition,
+                    peer,
+                    stage: Stage::Differed(first, _),
+                    ..
+                }) = self.current.take()
+                {
+                    self.current = self.compare(env, partition, peer).map(|id| Exchange {
+                        id,
+                        partition,
+                        peer,
+                        started: now,
+                        stage: Stage::Confirming(first),
+                    });
                 }
                 return self.reap_checks();
             }
-            // The peer is no longer healthy: give the exchange up and start another.
+            Some(Next::GiveUp) | None => self.current = None,
         }
-        self.current = None;
         for _ in 0..self.partitions.len() {
             let Some(&partition) = self.partitions.get(self.cursor % self.partitions.len()) else {
                 break;
@@ -254,17 +266,9 @@ impl AntiEntropy {
             let Some(&peer) = peers.get(pick) else {
                 continue;
             };
-            let Some(tree) = self.trees.get(&partition) else {
+            let Some(id) = self.compare(env, partition, peer) else {
                 continue;
             };
-            self.next_id += 1;
-            let id = self.next_id;
-            let msg = PeerMessage::AaeBranches {
-                exchange: id,
-                partition,
-                branches: tree.branches(),
-            };
-            env.out.send(peer, msg);
             self.current = Some(Exchange {
                 id,
                 partition,
@@ -276,6 +280,20 @@ impl AntiEntropy {
             break;
         }
         self.reap_checks()
+    }
+
+    /// Steps 1 (and 3): sends `peer` our branch hashes of `partition` under a new exchange id,
+    /// which it returns (`None`: we hold no tree for it).
+    fn compare<S: Store>(&mut self, env: &mut Env<S>, partition: u32, peer: NodeId) -> Option<u64> {
+        let tree = self.trees.get(&partition)?;
+        self.next_id += 1;
+        let msg = PeerMessage::AaeBranches {
+            exchange: self.next_id,
+            partition,
+            branches: tree.branches(),
+        };
+        env.out.send(peer, msg);
+        Some(self.next_id)
     }
 
     fn reap_checks(&mut self) -> Vec<Bytes> {

@@ -62,9 +62,10 @@ fn anti_entropy_leaves_alone_differences_gone_when_compared_again() {
     }
 }
 
-#[test]
-fn a_wiped_replica_is_refilled_by_anti_entropy() {
-    let mut sim = Sim::new(3, CoreConfig::default());
+/// Thirty keys written to all three nodes, node 3's store wiped and the node restarted:
+/// anti-entropy alone (no reads) gives every key back to node 3 within 120 rounds.
+fn wiped_replica_is_refilled(config: CoreConfig) {
+    let mut sim = Sim::new(3, config);
     for i in 0..30 {
         sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
     }
@@ -79,29 +80,18 @@ fn a_wiped_replica_is_refilled_by_anti_entropy() {
 }
 
 #[test]
+fn a_wiped_replica_is_refilled_by_anti_entropy() {
+    wiped_replica_is_refilled(CoreConfig::default());
+}
+
+#[test]
 fn a_wiped_replica_is_refilled_with_an_interval_longer_than_the_exchange_timeout() {
     // The confirmation comes an interval after the first comparison: its timeout must not
     // count from the exchange's start.
-    let interval = Duration::from_secs(30);
-    let config = CoreConfig {
-        aae_interval: interval,
+    wiped_replica_is_refilled(CoreConfig {
+        aae_interval: Duration::from_secs(30),
         ..CoreConfig::default()
-    };
-    let mut sim = Sim::new(3, config);
-    for i in 0..30 {
-        sim.client(1, i, put(&format!("k{i}"), "v", VersionVector::new()));
-    }
-    sim.run(&[]);
-    sim.nodes[&NodeId(3)].1 .0.borrow_mut().clear();
-    sim.restart(3);
-    for _ in 0..120 {
-        sim.advance(interval);
-        sim.run(&[]);
-    }
-    for i in 0..30 {
-        let key = format!("k{i}");
-        assert!(local(&sim, 3, &key).is_some(), "{key} not refilled");
-    }
+    });
 }
 
 #[test]

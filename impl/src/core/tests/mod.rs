@@ -988,7 +988,7 @@ fn a_hint_that_grew_after_it_was_offered_is_kept_until_its_new_clock_is_acknowle
 /// Runs anti-entropy rounds (and everything they cause) for `rounds` intervals.
 fn entropy_rounds(sim: &mut Sim, rounds: usize) {
     for _ in 0..rounds {
-        sim.advance(CoreConfig::default().aae_interval);
+        sim.advance(sim.config.aae_interval);
         sim.run(&[]);
     }
 }
