@@ -49,7 +49,7 @@ const MEMTABLE_MIB: u64 = 8;
 /// hyper's read buffers of the 600 connections (a body turned away may sit partly read) and
 /// what the allocator keeps: mimalloc returns freed pages to the OS a second after they are
 /// freed, so what the flood freed in up to its last second still counts as resident (with
-/// `MIMALLOC_PURGE_DELAY=0` the same flood peaks 50–100 MiB lower).
+/// `MIMALLOC_PURGE_DELAY=0` the same flood peaks 40–100 MiB lower).
 /// Measured: 248–314 MiB on the 2-core machine, 382 MiB once on a CI machine (the
 /// earlier allowance of 200 MiB failed there); with admission switched off
 /// (`max_in_flight = 100000`, `request_bytes` = 4 GiB) 766–965 MiB, and every body gets in.
